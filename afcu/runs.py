@@ -1,0 +1,78 @@
+"""Run folders: one run = one folder with config.yaml, logs, summary.json, figures.
+
+A finished run (marker file ``FINISHED``) is never overwritten silently; an
+unfinished one resumes, but only with the same resolved config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from afcu.config import config_to_dict
+from afcu.errors import AfcuError
+
+FINISHED = "FINISHED"
+CONFIG = "config.yaml"
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename, so readers never see half a file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / FINISHED).exists()
+
+
+def mark_finished(run_dir: str | Path) -> None:
+    atomic_write_text(Path(run_dir) / FINISHED, "")
+
+
+def prepare_run(run_dir: str | Path, config: Any, overwrite: bool = False,
+                ignore_keys: tuple[str, ...] = ("overwrite",)) -> Path:
+    """Create or resume ``run_dir`` and write the resolved ``config.yaml`` before any work.
+
+    Raises ``AfcuError`` when the folder holds a finished run (unless ``overwrite``)
+    or an unfinished run started with a different config (resuming it would mix results).
+    """
+    p = Path(run_dir)
+    resolved = {k: v for k, v in config_to_dict(config).items() if k not in ignore_keys}
+    if p.exists() and is_finished(p):
+        if not overwrite:
+            raise AfcuError(f"{p} holds a finished run; pass --overwrite to replace it or choose another --out")
+        shutil.rmtree(p)
+    cfg_path = p / CONFIG
+    if cfg_path.exists():
+        old = yaml.safe_load(cfg_path.read_text()) or {}
+        old = {k: v for k, v in old.items() if k not in ignore_keys}
+        if old != resolved and not overwrite:
+            diff = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
+            raise AfcuError(
+                f"{cfg_path}: an unfinished run with a different config is here (fields: {', '.join(diff)}); "
+                "resume with the same settings, pass --overwrite, or choose another --out"
+            )
+        if overwrite and old != resolved:
+            shutil.rmtree(p)
+    p.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg_path, yaml.safe_dump(resolved, sort_keys=False))
+    return p
