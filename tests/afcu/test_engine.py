@@ -1,0 +1,171 @@
+"""afcu.engine: model resolution, the fallback, and the server lifecycle.
+
+Lifecycle tests run a stand-in server (a tiny HTTP app under the module path
+``vllm.entrypoints.openai.api_server``) so start/health/reuse/stop are checked in
+seconds; tests marked ``vllm`` start the real server once per session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from afcu import engine
+from afcu.errors import AfcuError
+
+FAKE_SERVER = '''
+import argparse, json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+p = argparse.ArgumentParser()
+for a in ("--model", "--host", "--port", "--dtype", "--max-model-len", "--max-num-seqs"):
+    p.add_argument(a)
+p.add_argument("--enable-prefix-caching", action="store_true")
+args, _ = p.parse_known_args()
+print("ENV", json.dumps({k: v for k, v in os.environ.items() if k.startswith("VLLM_CPU")}), flush=True)
+print("ARGS", json.dumps(sys.argv[1:]), flush=True)
+if os.environ.get("FAKE_DIE"):
+    print("fatal: cannot load model", flush=True)
+    sys.exit(3)
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if self.path == "/health":
+            body, code = b"", 200
+        elif self.path == "/v1/models" and self.headers.get("Authorization") == "Bearer " + os.environ["VLLM_API_KEY"]:
+            body, code = json.dumps({"data": [{"id": args.model}]}).encode(), 200
+        else:
+            body, code = b"{}", 401
+        self.send_response(code); self.end_headers(); self.wfile.write(body)
+ThreadingHTTPServer((args.host, int(args.port)), H).serve_forever()
+'''
+
+
+@pytest.fixture()
+def fake_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in ``vllm`` package on PYTHONPATH, its own cache, and this interpreter as the engine python."""
+    pkg = tmp_path / "fakevllm" / "vllm" / "entrypoints" / "openai"
+    pkg.mkdir(parents=True)
+    for d in (pkg.parents[1], pkg.parent, pkg):
+        (d / "__init__.py").write_text("")
+    (pkg / "api_server.py").write_text(textwrap.dedent(FAKE_SERVER))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fakevllm"))
+    monkeypatch.setenv("AFCU_VLLM_PYTHON", sys.executable)
+    monkeypatch.setenv("AFCU_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no nvidia-smi: the CPU settings apply
+    return tmp_path
+
+
+@pytest.fixture()
+def no_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AFCU_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
+
+
+def test_inspect_model_strings_pass_through_unchanged() -> None:
+    assert engine.resolve_engine_model("openai/gpt-4o-mini") == ("openai/gpt-4o-mini", {})
+    assert engine.resolve_engine_model("vllm/some/remote-model", engine="hf") == ("vllm/some/remote-model", {})
+
+
+def test_unknown_names_and_engines_raise() -> None:
+    with pytest.raises(AfcuError, match="unknown model"):
+        engine.resolve_engine_model("no-such-model")
+    with pytest.raises(AfcuError, match="unknown engine 'tgi'"):
+        engine.resolve_engine_model("openai/gpt-4o-mini", engine="tgi")
+
+
+def test_fallback_to_hf_with_one_line_notice(tiny_model_dir: Path, no_vllm: None,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    model, kwargs = engine.resolve_engine_model(str(tiny_model_dir))
+    assert (model, kwargs) == (f"hf/{tiny_model_dir.resolve()}", {})
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "vLLM not installed" in err and "make setup-vllm" in err
+
+
+def test_engine_vllm_without_vllm_raises(tiny_model_dir: Path, no_vllm: None) -> None:
+    with pytest.raises(AfcuError, match="make setup-vllm"):
+        engine.resolve_engine_model(str(tiny_model_dir), engine="vllm")
+
+
+def test_engine_hf_is_honoured_even_with_vllm(tiny_model_dir: Path, fake_vllm: Path) -> None:
+    assert engine.resolve_engine_model(str(tiny_model_dir), engine="hf") == (f"hf/{tiny_model_dir.resolve()}", {})
+
+
+def test_settings_change_the_server_key_and_flags(tiny_model_dir: Path) -> None:
+    a, b = engine.EngineSettings(), engine.EngineSettings(max_num_seqs=4)
+    assert engine.server_key(tiny_model_dir, a) != engine.server_key(tiny_model_dir, b)
+    assert engine.server_key(tiny_model_dir, a) == engine.server_key(tiny_model_dir, engine.EngineSettings())
+    args = b.server_args(gpu=False)
+    assert args[args.index("--max-num-seqs") + 1] == "4" and "--enable-prefix-caching" in args
+    assert "--gpu-memory-utilization" not in args
+    assert "--tensor-parallel-size" in engine.EngineSettings(tensor_parallel_size=2).server_args(gpu=True)
+    assert engine.EngineSettings(prefix_caching=False).server_args(False).count("--no-enable-prefix-caching") == 1
+
+
+def test_start_reuse_and_stop(tiny_model_dir: Path, fake_vllm: Path) -> None:
+    run_dir = fake_vllm / "run"
+    settings = engine.EngineSettings(kv_cache_gib=3, startup_timeout_s=60)
+    model, kwargs = engine.resolve_engine_model(str(tiny_model_dir), run_dir=run_dir, settings=settings)
+    assert model == f"vllm/{tiny_model_dir.resolve()}"
+    url = kwargs["model_base_url"]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+    key = kwargs["model_args"]["api_key"]
+    assert len(key) >= 16
+    log = (run_dir / "engine" / "vllm-server.log").read_text()
+    env = json.loads(log.split("ENV ", 1)[1].splitlines()[0])
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "3" and env["VLLM_CPU_OMP_THREADS_BIND"] == "auto"
+    assert key not in log and "--api-key" not in log  # the key travels in the environment only
+    info = json.loads((run_dir / "engine" / "engine.json").read_text())
+    assert info["reused"] is False and "api_key" not in info
+
+    # a second run on the same model and settings reuses the healthy server
+    (server,) = engine.list_servers()
+    again, started = engine.ensure_server(tiny_model_dir.resolve(), settings, run_dir=fake_vllm / "run2")
+    assert not started and again.pid == server.pid and again.api_key == key
+    assert json.loads((fake_vllm / "run2" / "engine" / "engine.json").read_text())["reused"] is True
+
+    engine.stop_server(server)
+    assert engine.list_servers() == []
+    assert not engine.is_healthy(server)
+    with pytest.raises(ProcessLookupError):
+        os.kill(server.pid, 0)
+
+
+def test_stale_state_is_replaced(tiny_model_dir: Path, fake_vllm: Path) -> None:
+    settings = engine.EngineSettings(startup_timeout_s=60)
+    first, _ = engine.ensure_server(tiny_model_dir.resolve(), settings)
+    os.killpg(first.pid, 9)  # the server dies behind afcu's back
+    time.sleep(0.5)
+    second, started = engine.ensure_server(tiny_model_dir.resolve(), settings)
+    try:
+        assert started and second.pid != first.pid and engine.is_healthy(second)
+    finally:
+        engine.stop_server(second)
+
+
+def test_dying_server_raises_naming_the_log(tiny_model_dir: Path, fake_vllm: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_DIE", "1")
+    with pytest.raises(AfcuError, match=r"exited with code 3.*\.log.*cannot load model"):
+        engine.start_server(tiny_model_dir.resolve(), engine.EngineSettings(startup_timeout_s=60))
+
+
+def test_cli_start_status_stop(tiny_model_dir: Path, fake_vllm: Path) -> None:
+    def afcu(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "afcu.cli", "engine", *argv], capture_output=True,
+                              text=True, timeout=120, cwd=fake_vllm)
+
+    out = afcu("start", str(tiny_model_dir), "--max-num-seqs", "2")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("started")
+    (server,) = engine.list_servers()
+    assert server.keep and engine.is_healthy(server)  # outlived the command that started it
+    assert "healthy" in afcu("status").stdout
+    assert afcu("stop").returncode == 2  # neither a model nor --all
+    assert afcu("stop", "--all").returncode == 0
+    assert engine.list_servers() == [] and not engine.is_healthy(server)
