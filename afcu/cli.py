@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "docs": ("synthetic_docs.cli", "generate synthetic documents from a universe context"),
     "train": ("training.cli", "fine-tune (sft), RL toward compliance (rl) or expert iteration (ei)"),
     "unlearn": ("unlearning.cli", "corrective-unlearning benchmark: manipulations x methods x flagged fractions"),
+    "engine": ("afcu.engine_cli", "start, list or stop the local vLLM server (reused across runs)"),
 }
 
 EPILOG = """commands:
