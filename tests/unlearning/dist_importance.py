@@ -1,0 +1,30 @@
+"""Helper launched by test_distributed.py: SSD importance under torchrun (gloo), saved by rank 0."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+from unlearning.methods.ssd import importance  # noqa: E402
+from unlearning.vision import VisionTask, load_digits_splits  # noqa: E402
+
+
+def compute() -> dict[str, torch.Tensor]:
+    task = VisionTask()
+    train, _, _ = load_digits_splits(0)
+    data = train.take(list(range(300)))
+    data.task = task
+    return importance(task.new_model(0), data, batch_size=32)
+
+
+if __name__ == "__main__":
+    dist.init_process_group("gloo")
+    imp = compute()
+    if dist.get_rank() == 0:
+        torch.save(imp, sys.argv[1])
+    dist.destroy_process_group()

@@ -1,0 +1,67 @@
+"""The sweep: results.csv rows, resume skips finished cells, fixed seeds reproduce, CLI errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from afcu.errors import AfcuError
+from afcu.runs import FINISHED
+from unlearning import bench
+from unlearning.metrics import read_rows, rows_to_csv
+
+TIMING = {"time_s", "passes", "forward", "backward"}
+
+
+def _cfg(out, **kw):
+    data = {"track": "vision", "out": str(out), "seeds": [0], "fractions": ["single", "1.0"],
+            "methods": ["ssd", "gradient_ascent", "oracle"], "manipulations": ["badnets"],
+            "manipulation": {"n_manipulated": 40}, "train": {"epochs": 2},
+            "method": {"forget_epochs": 1}, "grids": {"ssd": {"alpha": [1.0, 10.0]}}}
+    data.update(kw)
+    return bench.resolve(data, "test")
+
+
+def test_sweep_writes_rows_and_resumes_only_missing_cells(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path / "run")
+    run_dir = bench.main(cfg)
+    rows = read_rows(run_dir / "results.csv")
+    assert {(r["method"], r["fraction"]) for r in rows} == {
+        ("original", ""), ("oracle", ""), ("ssd", "single"), ("ssd", "1.0"),
+        ("gradient_ascent", "single"), ("gradient_ascent", "1.0")}
+    for col in ("acc_corr", "acc_retain", "asr", "utility", "time_s", "passes"):
+        assert all(r[col] != "" for r in rows if r["method"] not in ("original",)), col
+    assert (run_dir / "figures" / "badnets.png").exists() and (run_dir / "summary.json").exists()
+    assert any(r["chosen"].startswith("alpha=") for r in rows if r["method"] == "ssd")
+
+    # simulate an interruption after all but the last cell
+    (run_dir / FINISHED).unlink()
+    (run_dir / "results.csv").write_text(rows_to_csv(rows[:-1]))
+    calls = []
+    real = bench.select_and_run
+
+    def spy(method, *a, **kw):
+        calls.append(method)
+        return real(method, *a, **kw)
+
+    monkeypatch.setattr(bench, "select_and_run", spy)
+    bench.main(cfg)
+    assert calls == [rows[-1]["method"]]
+    assert len(read_rows(run_dir / "results.csv")) == len(rows)
+    with pytest.raises(AfcuError, match="finished run"):
+        bench.main(cfg)
+
+
+def test_fixed_seed_reproduces_numbers(tmp_path):
+    runs = [read_rows(bench.main(_cfg(tmp_path / f"r{i}", methods=["assd", "npo"])) / "results.csv")
+            for i in range(2)]
+    strip = [[{k: v for k, v in r.items() if k not in TIMING} for r in rows] for rows in runs]
+    assert strip[0] == strip[1]
+
+
+def test_bad_config_names_the_field(tmp_path):
+    with pytest.raises(AfcuError, match="unknown unlearning method"):
+        _cfg(tmp_path / "x", methods=["nope"])
+    with pytest.raises(AfcuError, match="grids"):
+        _cfg(tmp_path / "x", grids={"ssd": {"alhpa": [1]}})
+    with pytest.raises(AfcuError, match="unknown key"):
+        bench.resolve({"track": "vision", "fractoins": ["0.1"]}, "test")

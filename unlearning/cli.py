@@ -1,0 +1,37 @@
+"""``afcu unlearn bench --track vision|llm [--quick] ...`` and ``afcu unlearn plot RUN``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from afcu.config import build_parser, load_yaml
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    from unlearning.bench import BenchConfig
+
+    bench = sub.add_parser("bench", help="run or resume the benchmark sweep into a run folder",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    build_parser(BenchConfig, bench)
+    plot = sub.add_parser("plot", help="regenerate summary.json, table.md and figures from results.csv")
+    plot.add_argument("run_dir")
+
+
+def run(args: argparse.Namespace) -> int:
+    from unlearning import bench
+
+    if args.action == "plot":
+        summary = bench.finish(Path(args.run_dir))
+        print("\n".join(summary["figures"]))
+        return 0
+    data = load_yaml(args.config) if getattr(args, "config", None) else {}
+    names = {f.name for f in dataclasses.fields(bench.BenchConfig)}
+    data.update({k: v for k, v in vars(args).items() if k in names})
+    cfg = bench.resolve(data, str(args.config) if getattr(args, "config", None) else "command line")
+    run_dir = bench.main(cfg)
+    print((run_dir / "table.md").read_text())
+    print(f"run folder: {run_dir}")
+    return 0

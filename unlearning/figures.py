@@ -1,0 +1,58 @@
+"""The paper's figure from results.csv: Acc_corr and Acc_retain against the flagged fraction.
+
+One figure per manipulation, two panels, one line per method (mean over seeds)
+with a band from the lowest to the highest seed; the original (poisoned) model
+and the oracle are dashed horizontal references.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from unlearning.metrics import curves, read_rows, reference  # noqa: E402
+
+PANELS = (("acc_corr", "Acc_corr (manipulated domain, true labels)"), ("acc_retain", "Acc_retain"))
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Write ``figures/<manipulation>.png`` for every manipulation in ``results.csv``; returns the paths."""
+    run_dir = Path(run_dir)
+    rows = read_rows(run_dir / "results.csv")
+    manips = sorted({r["manipulation"] for r in rows})
+    out = []
+    (run_dir / "figures").mkdir(exist_ok=True)
+    for manip in manips:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+        for ax, (metric, title) in zip(axes, PANELS):
+            cur = curves(rows, metric)
+            methods = sorted(m for (mp, m) in cur if mp == manip)
+            colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(methods), 1)))
+            for color, method in zip(colors, methods):
+                by_x = cur[(manip, method)]
+                xs = sorted(by_x)
+                vals = [np.asarray(by_x[x], dtype=float) for x in xs]
+                ax.plot(xs, [np.nanmean(v) for v in vals], marker="o", ms=3, color=color, label=method)
+                ax.fill_between(xs, [np.nanmin(v) for v in vals], [np.nanmax(v) for v in vals],
+                                color=color, alpha=0.15)
+            for ref, style in (("original", ":"), ("oracle", "--")):
+                vals = reference(rows, ref, metric).get(manip)
+                if vals:
+                    ax.axhline(np.nanmean(vals), color="black", ls=style, lw=1, label=f"{ref} (mean)")
+            ax.set_xscale("log")
+            ax.set_xlabel("flagged fraction |S_f| / |S_m| (log)")
+            ax.set_title(title, fontsize=10)
+            ax.set_ylim(-0.02, 1.02)
+        axes[1].legend(fontsize=7, loc="lower right", ncol=2)
+        fig.suptitle(f"{manip}: seed bands = min..max over seeds")
+        fig.tight_layout()
+        path = run_dir / "figures" / f"{manip}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        out.append(path)
+    return out

@@ -1,0 +1,7 @@
+"""Manipulations by name: badnets, interclass_confusion, random_label_swap, trigger_backdoor, sdf_implant."""
+
+from unlearning.manipulations.base import ManipulatedData, ManipulationConfig
+from unlearning.manipulations.registry import MANIPULATIONS
+from unlearning.manipulations import image  # noqa: F401  (registers the image manipulations)
+
+__all__ = ["MANIPULATIONS", "ManipulatedData", "ManipulationConfig"]

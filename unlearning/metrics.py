@@ -1,0 +1,134 @@
+"""Results table helpers: reading results.csv, seed means, and the per-method summary numbers.
+
+Summary (per manipulation and method, over seed means):
+- ``auc_acc_corr``: area under the Acc_corr-versus-flagged-fraction curve (trapezoid
+  rule over the measured fractions, ``single`` placed at 1/|S_m|), divided by the
+  fraction range so it reads as a mean accuracy in [0, 1].
+- ``min_fraction_90``: the smallest measured fraction whose mean Acc_corr reaches
+  90% of the oracle's and whose mean Acc_retain is within 1 point (0.01) of the
+  oracle's; empty when none does.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLUMNS = ["method", "manipulation", "fraction", "n_flagged", "n_manipulated", "seed", "acc_corr", "acc_retain",
+           "asr", "utility", "time_s", "passes", "forward", "backward", "chosen"]
+REFERENCE = ("original", "oracle")  # one row per (manipulation, seed), fraction left empty
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    p = Path(path)
+    if not p.exists():
+        return []
+    with p.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
+    return buf.getvalue()
+
+
+def _fmt(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v
+
+
+def num(v: Any) -> float:
+    """A CSV cell as float (nan when empty)."""
+    return float(v) if v not in (None, "") else float("nan")
+
+
+def x_of(row: dict[str, Any]) -> float:
+    """The flagged fraction as a number: n_flagged / n_manipulated."""
+    return num(row["n_flagged"]) / num(row["n_manipulated"])
+
+
+def curves(rows: list[dict[str, Any]], metric: str) -> dict[tuple[str, str], dict[float, list[float]]]:
+    """(manipulation, method) -> fraction -> values over seeds (reference methods excluded)."""
+    out: dict[tuple[str, str], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["method"] in REFERENCE:
+            continue
+        out[(r["manipulation"], r["method"])][x_of(r)].append(num(r[metric]))
+    return out
+
+
+def reference(rows: list[dict[str, Any]], method: str, metric: str) -> dict[str, list[float]]:
+    """manipulation -> values over seeds of a reference row (``original`` or ``oracle``)."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r["method"] == method:
+            out[r["manipulation"]].append(num(r[metric]))
+    return out
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """manipulation -> method -> {auc_acc_corr, min_fraction_90, mean_time_s, mean_passes, n_seeds}."""
+    corr, ret = curves(rows, "acc_corr"), curves(rows, "acc_retain")
+    oc, orr = reference(rows, "oracle", "acc_corr"), reference(rows, "oracle", "acc_retain")
+    cost: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for r in rows:
+        cost[(r["manipulation"], r["method"])].append((num(r["time_s"]), num(r["passes"])))
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (manip, method), by_x in sorted(corr.items()):
+        xs = sorted(by_x)
+        mc = np.array([np.nanmean(by_x[x]) for x in xs])
+        mr = np.array([np.nanmean(ret[(manip, method)][x]) for x in xs])
+        auc = float(np.trapezoid(mc, xs) / (xs[-1] - xs[0])) if len(xs) > 1 else float(mc[0])
+        reached = ""
+        if manip in oc:
+            o_c, o_r = float(np.nanmean(oc[manip])), float(np.nanmean(orr[manip]))
+            ok = [x for x, c, a in zip(xs, mc, mr) if c >= 0.9 * o_c and abs(a - o_r) <= 0.01]
+            reached = round(min(ok), 4) if ok else ""
+        t = np.array(cost[(manip, method)])
+        out[manip][method] = {"auc_acc_corr": round(auc, 4), "min_fraction_90": reached,
+                              "mean_time_s": round(float(np.nanmean(t[:, 0])), 3),
+                              "mean_passes": int(np.nanmean(t[:, 1])), "n_seeds": len(by_x[xs[0]])}
+    for manip in oc:
+        for ref in REFERENCE:
+            vals = reference(rows, ref, "acc_corr")[manip]
+            rv = reference(rows, ref, "acc_retain")[manip]
+            if vals:
+                out[manip][ref] = {"acc_corr": round(float(np.nanmean(vals)), 4),
+                                   "acc_retain": round(float(np.nanmean(rv)), 4), "n_seeds": len(vals)}
+    return dict(out)
+
+
+def markdown_table(rows: list[dict[str, Any]], metric: str = "acc_corr") -> str:
+    """Mean +- std over seeds of ``metric`` per (manipulation, method) and fraction, as Markdown."""
+    cur = curves(rows, metric)
+    xs = sorted({x for by_x in cur.values() for x in by_x})
+    head = "| manipulation | method | " + " | ".join(f"f={x:.3g}" for x in xs) + " |"
+    lines = [head, "|" + "---|" * (len(xs) + 2)]
+    for ref in REFERENCE:
+        for manip, vals in sorted(reference(rows, ref, metric).items()):
+            if _cell(vals):
+                lines.append(f"| {manip} | {ref} (any f) | " + " | ".join(_cell(vals) for _ in xs) + " |")
+    for (manip, method), by_x in sorted(cur.items()):
+        cells = [_cell(by_x.get(x, [])) for x in xs]
+        if any(cells):
+            lines.append(f"| {manip} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(vals: list[float]) -> str:
+    """``mean±std`` over the non-missing values, or '' when there are none."""
+    v = np.asarray([x for x in vals if not math.isnan(x)], dtype=float)
+    return f"{v.mean():.3f}±{v.std():.3f}" if len(v) else ""

@@ -1,0 +1,92 @@
+"""The vision track: data, the original (manipulated) model, and evaluation for one seed.
+
+Datasets: ``digits`` (scikit-learn's bundled 8x8 digits; CPU, minutes) and
+``cifar10`` (a local folder, ResNet-9; the paper-scale GPU track, see cifar.py).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from afcu.config import config_from_dict
+from afcu.errors import AfcuError
+from unlearning.data import Split
+from unlearning.manipulations import MANIPULATIONS, ManipulatedData, ManipulationConfig
+from unlearning.vision import VisionTask, load_digits_splits
+
+IMAGE_MANIPULATIONS = ("badnets", "interclass_confusion", "random_label_swap")
+
+
+class VisionTrack:
+    """Builds the manipulated training set, trains the original model once per (manipulation, seed)."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        arch = "resnet9" if cfg.dataset == "cifar10" else "cnn"
+        self.task = config_from_dict(VisionTask, {"device": device, "arch": arch, **cfg.train}, "bench field 'train'")
+        self.manip_cfg = config_from_dict(ManipulationConfig, dict(cfg.manipulation), "bench field 'manipulation'")
+        self._splits: dict[int, tuple[Split, Split, Split]] = {}
+
+    def splits(self, seed: int) -> tuple[Split, Split, Split]:
+        """(train, clean validation, test) for ``seed``."""
+        if seed not in self._splits:
+            if self.cfg.dataset == "digits":
+                self._splits[seed] = load_digits_splits(seed)
+            elif self.cfg.dataset == "cifar10":
+                from unlearning.cifar import load_cifar10
+
+                self._splits[seed] = load_cifar10(self.cfg.data_dir)
+            else:
+                raise AfcuError(f"bench field 'dataset': {self.cfg.dataset!r} is not digits or cifar10")
+        return self._splits[seed]
+
+    def manipulate(self, name: str, seed: int) -> ManipulatedData:
+        if name not in IMAGE_MANIPULATIONS:
+            raise AfcuError(f"bench field 'manipulations': {name!r} is not an image manipulation "
+                            f"({', '.join(IMAGE_MANIPULATIONS)}); use --track llm for text ones")
+        train, val, test = self.splits(seed)
+        md = MANIPULATIONS.get(name)(train, test, self.manip_cfg, seed)
+        md.train.task = self.task
+        md.tests["val"] = val  # clean held-out data: the only data besides S_f that selection may use
+        return md
+
+    def accuracy(self, model: nn.Module, data: Split) -> float:
+        """Accuracy against the split's own labels (selection scores S_f and the clean val split)."""
+        return self.task.accuracy(model, data)
+
+    def original(self, md: ManipulatedData, name: str, seed: int, run_dir: Path) -> nn.Module:
+        """The model trained on the manipulated D with the recipe; cached under checkpoints/."""
+        path = run_dir / "checkpoints" / f"original_{name}_seed{seed}.pt"
+        model = self.task.new_model(seed)
+        if path.exists():
+            model.load_state_dict(torch.load(path, map_location=self.task.device))
+            return model.eval()
+        self.task.fit(model, md.train, seed=seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, path)
+        return model
+
+    def evaluate(self, model: nn.Module, md: ManipulatedData, name: str) -> dict[str, float | None]:
+        """acc_corr, acc_retain (utility = acc_retain); asr for badnets (patched images -> target class)."""
+        acc_corr = self.task.accuracy(model, md.tests["corr"])
+        acc_retain = self.task.accuracy(model, md.tests["retain"])
+        asr = None
+        if name == "badnets":
+            asr = self.attack_success(model, md.tests["corr"])
+        return {"acc_corr": acc_corr, "acc_retain": acc_retain, "asr": asr, "utility": acc_retain}
+
+    @torch.no_grad()
+    def attack_success(self, model: nn.Module, corr: Split) -> float:
+        """Fraction of patched non-target test images classified as the BadNets target class."""
+        hits = 0
+        for batch in corr.batches(512):
+            hits += int((model(batch["x"].to(self.task.device)).argmax(-1) == self.manip_cfg.target_class).sum())
+        return hits / max(len(corr), 1)
