@@ -137,3 +137,31 @@ def to_inspect_model(name: str, engine: str = "hf") -> str:
         f"unknown model {name!r}: give a registry name ({', '.join(REGISTRY)}), a local model folder, "
         "or an inspect model string such as openai/gpt-4o-mini or vllm/<folder>"
     )
+
+
+# Wraps a model's own chat template so that a trailing assistant message is continued
+# (assistant prefill) instead of being closed: inspect's hf provider always renders
+# with add_generation_prompt=True and has no continue_final_message switch.
+_PREFILL_HEAD = (
+    "{%- set afcu_prefill = messages[-1]['content'] if (messages|length > 0 and "
+    "messages[-1]['role'] == 'assistant') else none -%}"
+    "{%- if afcu_prefill is not none -%}{%- set messages = messages[:-1] -%}"
+    "{%- set add_generation_prompt = true -%}{%- endif -%}"
+)
+_PREFILL_TAIL = "{% if afcu_prefill is not none %}{{ afcu_prefill }}{% endif %}"
+
+
+def prefill_chat_template(template: str) -> str:
+    """Return ``template`` extended to continue a final assistant message (prefill)."""
+    return _PREFILL_HEAD + template + _PREFILL_TAIL
+
+
+def hf_model_args(folder: str | Path, dtype: str = "bfloat16") -> dict:
+    """Model args for inspect's ``hf/`` provider on a local folder: CPU/GPU device, dtype, prefill template."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    args: dict = {"dtype": dtype}
+    if tok.chat_template:
+        args["chat_template"] = prefill_chat_template(tok.chat_template)
+    return args

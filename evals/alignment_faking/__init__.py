@@ -1,0 +1,1 @@
+"""The alignment-faking eval suite (Greenblatt et al. 2024)."""
