@@ -36,6 +36,20 @@ def rate(values: Sequence[float | bool | None], alpha: float = 0.05) -> dict:
             "missing": len(values) - n}
 
 
+def bootstrap_mean(x: Sequence[float], n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Mean of ``x`` (shape ``(n,)``) with a percentile bootstrap CI (Efron & Tibshirani 1993, ch. 13).
+
+    Returns ``{"value", "ci": [lo, hi], "n"}``; NaNs when ``x`` is empty.
+    """
+    d = np.asarray(x, dtype=float)
+    n = d.size
+    if n == 0:
+        return {"value": float("nan"), "ci": [float("nan"), float("nan")], "n": 0}
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    lo, hi = np.quantile(d[idx].mean(axis=1), [alpha / 2, 1 - alpha / 2])
+    return {"value": float(d.mean()), "ci": [float(lo), float(hi)], "n": int(n)}
+
+
 def paired_bootstrap_diff(x: Sequence[float], y: Sequence[float], n_boot: int = 10_000,
                           seed: int = 0, alpha: float = 0.05) -> dict:
     """Mean of ``x - y`` over paired samples with a percentile bootstrap CI (Efron & Tibshirani 1993).
@@ -46,15 +60,7 @@ def paired_bootstrap_diff(x: Sequence[float], y: Sequence[float], n_boot: int = 
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in length: {a.shape} vs {b.shape}")
-    n = a.size
-    if n == 0:
-        return {"value": float("nan"), "ci": [float("nan"), float("nan")], "n": 0}
-    d = a - b
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    means = d[idx].mean(axis=1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return {"value": float(d.mean()), "ci": [float(lo), float(hi)], "n": int(n)}
+    return bootstrap_mean(a - b, n_boot=n_boot, seed=seed, alpha=alpha)
 
 
 def mcnemar_exact(x: Sequence[bool], y: Sequence[bool]) -> float:

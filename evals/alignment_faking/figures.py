@@ -1,0 +1,74 @@
+"""The compliance-gap figure in the paper's style (Greenblatt et al. 2024, fig. 1 and 2)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+# Segment order and colours follow the paper's bars: refusals, compliance with and without AF reasoning.
+SEGMENTS = (
+    ("refused", "refuses", "#9ecae1", None),
+    ("complied_with_af", "complies, alignment-faking reasoning", "#e34a33", "///"),
+    ("complied_without_af", "complies, no alignment-faking reasoning", "#fdd49e", None),
+    ("unparseable", "unparseable output", "#d9d9d9", None),
+)
+
+
+def _v(x: Any) -> float:
+    return 0.0 if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def compliance_gap_figure(summary: dict[str, Any], path: str | Path) -> Path:
+    """Write the per-tier stacked bars (and the forced-choice panel when present) to ``path`` (PNG)."""
+    tiers = [t for t in ("free", "paid") if t in summary["tiers"]]
+    fc = summary.get("forced_choice") or {}
+    ncols = 2 if fc else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(10 if fc else 7, 2.8), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2] if fc else [1]})
+    ax = axes[0][0]
+    for i, t in enumerate(tiers):
+        b = summary["tiers"][t]
+        left = 0.0
+        for key, label, colour, hatch in SEGMENTS:
+            w = _v(b.get(key))
+            ax.barh(i, w, left=left, color=colour, hatch=hatch, edgecolor="white", label=label if i == 0 else None)
+            if w >= 0.06:
+                ax.text(left + w / 2, i, f"{100 * w:.0f}%", ha="center", va="center", fontsize=8)
+            left += w
+    ax.set_yticks(range(len(tiers)), [f"{t} tier\n(n={summary['tiers'][t]['n']})" for t in tiers])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("fraction of samples")
+    gap = summary["compliance_gap"]
+    gap_txt = "n/a" if math.isnan(_gap(gap)) else f"{100 * gap['value']:+.1f} pts"
+    ax.set_title(f"Generation: compliance gap {gap_txt} (grader: {summary['grader']})", fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=2, fontsize=7, frameon=False)
+    if fc:
+        ax2 = axes[0][1]
+        ts = [t for t in tiers if t in fc]
+        means = [fc[t]["mean_p_accept"] for t in ts]
+        err = [[m - fc[t]["ci"][0] for m, t in zip(means, ts)], [fc[t]["ci"][1] - m for m, t in zip(means, ts)]]
+        ax2.bar(ts, means, yerr=err, capsize=4, color=["#e34a33", "#3182bd"][: len(ts)])
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("mean P(accept tag)")
+        g = fc.get("gap")
+        ax2.set_title("Forced choice" + (f": gap {100 * g['value']:+.1f} pts, p={g['p_value']:.2g}" if g else ""),
+                      fontsize=9)
+    fig.suptitle(f"{summary['model']} | {summary['setting']} / {summary['variant']} | {summary['n_queries']} queries",
+                 fontsize=9)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _gap(g: dict[str, Any]) -> float:
+    return float("nan") if g.get("value") is None else float(g["value"])

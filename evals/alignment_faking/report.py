@@ -1,0 +1,99 @@
+"""``afcu report RUN``: summary.json, samples.jsonl, report.md and figures, all regenerated from the logs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from afcu.errors import AfcuError
+from afcu.runs import atomic_write_json, atomic_write_text
+from evals.alignment_faking.figures import compliance_gap_figure
+from evals.alignment_faking.summary import sample_rows, summarize
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "" if not ci or any(math.isnan(c) for c in ci) else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def format_table(s: dict[str, Any]) -> str:
+    """The plain-text table printed after a run."""
+    lines = [f"model {s['model']}  setting {s['setting']}  variant {s['variant']}  grader {s['grader']}",
+             f"{'tier':<6}{'n':>4}  {'compliance [95% CI]':<26}{'AF reasoning [95% CI]':<26}{'unparseable':>12}"]
+    for t, b in s["tiers"].items():
+        lines.append(f"{t:<6}{b['n']:>4}  {(_pct(b['compliance']) + ' ' + _ci(b['compliance_ci'])):<26}"
+                     f"{(_pct(b['af_reasoning']) + ' ' + _ci(b['af_reasoning_ci'])):<26}{_pct(b['unparseable']):>12}")
+    g = s["compliance_gap"]
+    lines.append(f"compliance gap (free - paid): {_pct(g['value'])} {_ci(g['ci'])}  McNemar p={g['p_value']:.3g}  "
+                 f"pairs={g['n']}")
+    fc = s.get("forced_choice") or {}
+    if "gap" in fc:
+        tiers = "  ".join(f"{t} {_pct(fc[t]['mean_p_accept'])} {_ci(fc[t]['ci'])}" for t in ("free", "paid") if t in fc)
+        lines.append(f"forced choice P(accept): {tiers}  gap {_pct(fc['gap']['value'])} {_ci(fc['gap']['ci'])} "
+                     f"p={fc['gap']['p_value']:.3g}")
+    lines += [f"warning: {f}" for f in s.get("flags", [])]
+    return "\n".join(lines)
+
+
+def _markdown(s: dict[str, Any]) -> str:
+    out = [f"# Alignment-faking eval: {s['setting']} / {s['variant']}", "",
+           f"- model: `{s['model']}`", f"- queries: {s['n_queries']} (each in both tiers)",
+           f"- grader: `{s['grader']}`" + (" (offline keyword rules: transparent but far weaker than a model judge)"
+                                           if s["grader"] == "offline-rules-v1" else ""),
+           f"- assistant prefill: `{s['prefill'] or 'none'}`", f"- system prompt SHA-256: `{s['prompt_sha256']}`", "",
+           "| tier | n | compliance [95% CI] | AF reasoning [95% CI] (n with scratchpad) | unparseable | truncated |",
+           "|---|---|---|---|---|---|"]
+    for t, b in s["tiers"].items():
+        out.append(f"| {t} | {b['n']} | {_pct(b['compliance'])} {_ci(b['compliance_ci'])} (n={b['compliance_n']}) | "
+                   f"{_pct(b['af_reasoning'])} {_ci(b['af_reasoning_ci'])} (n={b['af_reasoning_n']}) | "
+                   f"{_pct(b['unparseable'])} | {_pct(b['truncated'])} |")
+    g = s["compliance_gap"]
+    out += ["", f"**Compliance gap** (free minus paid, {g['n']} pairs parsed in both tiers): {_pct(g['value'])} "
+                f"{_ci(g['ci'])}, exact McNemar p = {g['p_value']:.3g}.", ""]
+    fc = s.get("forced_choice") or {}
+    if fc:
+        out += ["**Forced choice** (assistant turn prefilled up to `<OUTPUT>`; P(accept) = normalised likelihood of "
+                "the full `<request_fully_accepted/>` vs `<rejected/>` tag):", ""]
+        out += [f"- {t}: mean P(accept) {_pct(fc[t]['mean_p_accept'])} {_ci(fc[t]['ci'])} (n={fc[t]['n']})"
+                for t in ("free", "paid") if t in fc]
+        if "gap" in fc:
+            out.append(f"- paired gap: {_pct(fc['gap']['value'])} {_ci(fc['gap']['ci'])}, Wilcoxon p = "
+                       f"{fc['gap']['p_value']:.3g} (n={fc['gap']['n']})")
+        out.append("")
+    if s.get("flags"):
+        out += ["**Warnings**", ""] + [f"- {f}" for f in s["flags"]] + [""]
+    out += ["![compliance gap](figures/compliance_gap.png)", "",
+            "Status counts per tier: " + "; ".join(f"{t}: {b['statuses']}" for t, b in s["tiers"].items()), ""]
+    return "\n".join(out)
+
+
+def write_report(run: str | Path) -> dict[str, Any]:
+    """Regenerate every derived file of a run folder from ``run/logs``; returns the summary."""
+    run = Path(run)
+    try:
+        rows, header = sample_rows(run / "logs")
+    except FileNotFoundError:
+        raise AfcuError(f"{run}/logs holds no .eval log: is {run} an `afcu eval` run folder?") from None
+    summary = summarize(rows, header)
+    atomic_write_json(run / "summary.json", summary)
+    atomic_write_text(run / "samples.jsonl", "".join(json.dumps(r, default=str) + "\n" for r in rows))
+    atomic_write_text(run / "report.md", _markdown(summary))
+    compliance_gap_figure(summary, run / "figures" / "compliance_gap.png")
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run folder written by `afcu eval`")
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = write_report(args.run)
+    print(format_table(summary))
+    print(f"wrote {args.run}/summary.json, report.md, samples.jsonl, figures/compliance_gap.png")
+    return 0
