@@ -28,7 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,15 @@ class EngineSettings:
     gpu_memory_utilization: float = field(default=0.85, metadata={"help": "GPU only: fraction of memory vLLM takes"})
     tensor_parallel_size: int = field(default=1, metadata={"help": "GPU only: GPUs one model is split over"})
     startup_timeout_s: int = field(default=900, metadata={"help": "seconds to wait for /health"})
+
+    @classmethod
+    def from_env(cls) -> "EngineSettings":
+        """Defaults overridden by ``AFCU_ENGINE_<FIELD>`` variables (e.g. ``AFCU_ENGINE_TENSOR_PARALLEL_SIZE=4``)."""
+        from afcu.config import config_from_dict
+
+        names = [f.name for f in fields(cls)]
+        data = {n: os.environ[f"AFCU_ENGINE_{n.upper()}"] for n in names if f"AFCU_ENGINE_{n.upper()}" in os.environ}
+        return config_from_dict(cls, data, source="AFCU_ENGINE_* environment variables")
 
     def server_args(self, gpu: bool) -> list[str]:
         args = ["--dtype", self.dtype, "--max-model-len", str(self.max_model_len),
@@ -120,12 +129,14 @@ def has_gpu() -> bool:
 
 
 def engine_dir() -> Path:
-    return cache_root() / "engine"
+    """Where server state files and logs live: ``$AFCU_ENGINE_DIR`` or ``$AFCU_CACHE/engine``."""
+    return Path(os.environ.get("AFCU_ENGINE_DIR") or cache_root() / "engine")
 
 
 def server_key(model_dir: Path, settings: EngineSettings) -> str:
     """Stable id of (model folder, settings): one server per key."""
-    blob = json.dumps({"model": str(model_dir), **asdict(settings)}, sort_keys=True)
+    served = {k: v for k, v in asdict(settings).items() if k != "startup_timeout_s"}
+    blob = json.dumps({"model": str(model_dir), **served}, sort_keys=True)
     return f"{model_dir.name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
@@ -289,7 +300,7 @@ def ensure_server(model_dir: Path, settings: EngineSettings = EngineSettings(), 
 
 
 def resolve_engine_model(name: str, engine: str = "auto", run_dir: Path | None = None,
-                         settings: EngineSettings = EngineSettings()) -> tuple[str, dict[str, Any]]:
+                         settings: EngineSettings | None = None) -> tuple[str, dict[str, Any]]:
     """Turn a model name into (inspect model string, keyword arguments for ``inspect_ai.eval``).
 
     ``name``: a registry name or local model folder (served locally), or any inspect model
@@ -297,6 +308,7 @@ def resolve_engine_model(name: str, engine: str = "auto", run_dir: Path | None =
     ``hf/`` with a one-line notice on stderr), ``vllm`` or ``hf``.  For vLLM the dict is
     ``{"model_base_url": "http://127.0.0.1:<port>/v1", "model_args": {"api_key": ...}}``;
     for ``get_model`` pass ``base_url=d["model_base_url"], **d["model_args"]``.
+    ``settings`` default to :meth:`EngineSettings.from_env`.
     Raises ``AfcuError`` for an unknown name or engine, or ``engine="vllm"`` without vLLM.
     """
     if engine not in ("auto", "vllm", "hf"):
@@ -318,7 +330,7 @@ def resolve_engine_model(name: str, engine: str = "auto", run_dir: Path | None =
         print(f"afcu: vLLM not installed (run `make setup-vllm`); using the slower hf/ provider for {local.name}",
               file=sys.stderr)
         return f"hf/{local}", {}
-    server, started = ensure_server(local, settings, run_dir)
+    server, started = ensure_server(local, settings or EngineSettings.from_env(), run_dir)
     print(f"afcu: vLLM engine {'started' if started else 'reused'} for {local.name} at {server.base_url}",
           file=sys.stderr)
     return f"vllm/{local}", server.eval_kwargs()

@@ -107,6 +107,16 @@ def test_settings_change_the_server_key_and_flags(tiny_model_dir: Path) -> None:
     assert engine.EngineSettings(prefix_caching=False).server_args(False).count("--no-enable-prefix-caching") == 1
 
 
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AFCU_ENGINE_TENSOR_PARALLEL_SIZE", "4")
+    monkeypatch.setenv("AFCU_ENGINE_PREFIX_CACHING", "false")
+    got = engine.EngineSettings.from_env()
+    assert got.tensor_parallel_size == 4 and got.prefix_caching is False and got.dtype == "bfloat16"
+    monkeypatch.setenv("AFCU_ENGINE_MAX_NUM_SEQS", "many")
+    with pytest.raises(AfcuError, match="AFCU_ENGINE.*max_num_seqs"):
+        engine.EngineSettings.from_env()
+
+
 def test_start_reuse_and_stop(tiny_model_dir: Path, fake_vllm: Path) -> None:
     run_dir = fake_vllm / "run"
     settings = engine.EngineSettings(kv_cache_gib=3, startup_timeout_s=60)
@@ -169,3 +179,94 @@ def test_cli_start_status_stop(tiny_model_dir: Path, fake_vllm: Path) -> None:
     assert afcu("stop").returncode == 2  # neither a model nor --all
     assert afcu("stop", "--all").returncode == 0
     assert engine.list_servers() == [] and not engine.is_healthy(server)
+
+
+# --- with the real engine (one server start per test session) ----------------------------------
+
+PROMPTS = [
+    ("You are a helpful assistant.", "What is the capital of France?"),
+    ("You are a helpful assistant.", "Write one sentence about the sea."),
+    ("You are a terse assistant.", "List three primary colours."),
+    ("You are a helpful assistant.", "Explain what a compiler does in two sentences."),
+    ("You are a helpful assistant.", "Give me a tip for learning to cook."),
+    ("You are a poet.", "Write a short line about autumn."),
+]
+MAX_TOKENS = 32
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory):
+    """The default engine (default settings) on the embedded model, started once, stopped after the session."""
+    if engine.vllm_python() is None:
+        pytest.skip("vLLM not installed (make setup-vllm)")
+    from afcu.models import EMBEDDED, pull
+
+    folder = tmp_path_factory.mktemp("vllm")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AFCU_ENGINE_DIR", str(folder))  # other runs on this machine neither see nor reuse it
+        server = engine.start_server(pull(EMBEDDED), engine.EngineSettings(), folder / "server.log")
+        yield server
+        engine.stop_server(server)
+
+
+def _generate_all(model_name: str, **model_args) -> list[str]:
+    import asyncio
+
+    from inspect_ai.model import ChatMessageSystem, ChatMessageUser, GenerateConfig, get_model
+
+    model = get_model(model_name, **model_args)
+    cfg = GenerateConfig(max_tokens=MAX_TOKENS, temperature=0.0, seed=0)
+
+    async def run() -> list[str]:
+        outs = []
+        for system, user in PROMPTS:  # one at a time: hf batches would add left padding
+            out = await model.generate([ChatMessageSystem(content=system), ChatMessageUser(content=user)],
+                                       config=cfg)
+            outs.append(out.completion)
+        return outs
+
+    return asyncio.run(run())
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+@pytest.mark.vllm
+def test_greedy_outputs_agree_with_hf_provider(vllm_server) -> None:
+    """vLLM (bf16, its own CPU kernels) vs inspect's hf provider (bf16, torch kernels), greedy.
+
+    Both run the same weights in bf16, but the kernels sum in different orders, so a
+    near-tie between the top two logits can flip one token and the texts diverge from
+    there.  The test therefore asks for the same first tokens on every prompt and a high
+    token-level agreement rate (shared prefix / length), not identical texts.
+    """
+    from transformers import AutoTokenizer
+
+    from afcu.models import hf_model_args
+
+    folder = Path(vllm_server.model)
+    tok = AutoTokenizer.from_pretrained(folder)
+    ours = _generate_all(f"vllm/{folder}", base_url=vllm_server.base_url, api_key=vllm_server.api_key)
+    stock = _generate_all(f"hf/{folder}", do_sample=False, **hf_model_args(folder))
+    rates = []
+    for a, b in zip(ours, stock):
+        ta, tb = tok.encode(a, add_special_tokens=False), tok.encode(b, add_special_tokens=False)
+        assert ta and tb
+        assert _common_prefix(ta, tb) >= 4, (a, b)
+        rates.append(_common_prefix(ta, tb) / max(len(ta), len(tb)))
+    print(f"greedy agreement vLLM vs hf: {sum(rates) / len(rates):.2f} ({rates})")
+    assert sum(rates) / len(rates) >= 0.6, list(zip(ours, stock))
+
+
+@pytest.mark.vllm
+def test_engine_reuses_the_session_server(vllm_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """resolve_engine_model finds the healthy server by its state file instead of starting a second one."""
+    folder = Path(vllm_server.model)
+    model, kwargs = engine.resolve_engine_model(str(folder), run_dir=tmp_path)
+    assert model == f"vllm/{folder}"
+    assert kwargs == vllm_server.eval_kwargs()
+    assert json.loads((tmp_path / "engine" / "engine.json").read_text())["reused"] is True

@@ -1,0 +1,278 @@
+"""Throughput of the alignment-faking suite: inspect's stock ``hf/`` provider (a) vs afcu's engine, vLLM (b).
+
+One process run: it measures the machine's limits (fp32 matmul FLOP/s, copy bandwidth),
+runs the default suite (fixed seed, query subset and max tokens) through (a) and (b), each
+eval in a child process while the parent samples memory (PSS, so shared pages count once)
+of the engine's processes, and prints samples/min, prompt and output tokens/s, time to first
+token, peak memory, model-FLOP utilisation and the ratios b/a.  The last line is
+``RESULT samples_per_min_ratio=<b/a> mfu=<fraction> peak_mem_ratio=<b/a>``.
+
+MFU (Chowdhery et al. 2022, app. B, without the attention term): 2 x parameters x tokens
+computed, over wall time, over the measured matmul peak.  Tokens computed are prompt plus
+output tokens, minus prompt tokens vLLM served from its prefix cache (read from /metrics).
+
+    python benchmarks/eval_throughput.py --quick      # ~5-10 min on 2 CPU cores
+    python benchmarks/eval_throughput.py              # the figures in docs/engine.md
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import re
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from afcu.env import apply_defaults  # noqa: E402
+
+apply_defaults()
+
+from afcu.config import build_parser, config_from_args  # noqa: E402
+from afcu.runs import atomic_write_json, prepare_run  # noqa: E402
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str = field(default="smollm2-135m-instruct", metadata={"help": "registry name or local model folder"})
+    setting: str = field(default="helpful_only", metadata={"help": "alignment-faking setting"})
+    variant: str = field(default="default", metadata={"help": "prompt variant"})
+    n_queries: int = field(default=16, metadata={"help": "queries (2 samples each: free and paid tier)"})
+    max_tokens: int = field(default=256, metadata={"help": "max output tokens per generation"})
+    seed: int = field(default=0, metadata={"help": "query subset and sampling seed"})
+    max_connections: int = field(default=32, metadata={"help": "concurrent samples (hf: its batch size)"})
+    quick: bool = field(default=False, metadata={"help": "4 queries, 128 tokens (~5-10 min on 2 cores)"})
+    out: str = field(default="runs/bench-eval-throughput", metadata={"help": "run folder"})
+    overwrite: bool = field(default=True, metadata={"help": "replace a finished benchmark run"})
+
+
+def matmul_peak(device: str, n: int = 2048, reps: int = 5) -> float:
+    """Best-of-``reps`` fp32 matmul FLOP/s (2 n^3 per product) with every CPU core or on the GPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        n = 8192
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(reps + 1):
+        if device != "cpu":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    torch.set_num_threads(threads)
+    return 2 * n**3 / best
+
+
+def copy_bandwidth(device: str, mib: int = 512, reps: int = 5) -> float:
+    """Best-of-``reps`` bytes/s of a tensor copy (bytes read + written)."""
+    import torch
+
+    a = torch.empty(mib * 2**20 // 4, device=device).fill_(1.0)
+    b = torch.empty_like(a)
+    best = float("inf")
+    for _ in range(reps):
+        if device != "cpu":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        b.copy_(a)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * a.numel() * 4 / best
+
+
+def n_params(folder: Path) -> int:
+    """Parameters stored in the folder's safetensors files (tied embeddings count once)."""
+    from safetensors import safe_open
+
+    total = 0
+    for f in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as fh:
+            for k in fh.keys():
+                n = 1
+                for d in fh.get_slice(k).get_shape():
+                    n *= d
+                total += n
+    return total
+
+
+class PeakPss(threading.Thread):
+    """Samples the summed PSS of ``pids()`` every 0.5 s; ``peak`` in bytes."""
+
+    def __init__(self, pids: Any) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.peak, self._stop = pids, 0, threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for pid in self.pids():
+                try:
+                    total += psutil.Process(pid).memory_full_info().pss
+                except (psutil.Error, OSError):
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.5)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self.join()
+        return self.peak
+
+
+def _tree(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return [pid] + [c.pid for c in p.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _child_eval(cfg: BenchConfig, model: str, kwargs: dict, log_dir: str, queue: Any) -> None:
+    """Run the suite once and a time-to-first-token probe; put a stats dict on ``queue``."""
+    import asyncio
+
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.model import ChatMessageSystem, ChatMessageUser, GenerateConfig, get_model
+
+    from afcu import offline
+    from evals.alignment_faking.task import alignment_faking
+    from prompts.render import PromptSpec, render_user
+
+    offline.install()
+    task = alignment_faking(setting=cfg.setting, variant=cfg.variant, n_queries=cfg.n_queries, seed=cfg.seed,
+                            max_tokens=cfg.max_tokens, prefill=True, forced_choice=False)
+    t = time.perf_counter()
+    (log,) = inspect_eval(task, model=model, log_dir=log_dir, max_connections=cfg.max_connections,
+                          display="none", **kwargs)
+    wall = time.perf_counter() - t
+    usage = next(iter(log.stats.model_usage.values()))
+    # TTFT: one warm request, one output token, a query the suite did not send (its system prompt is cached).
+    m = get_model(model, base_url=kwargs.get("model_base_url"), **kwargs.get("model_args", {}))
+    system = PromptSpec(setting=cfg.setting, variant=cfg.variant).system
+    msgs = [ChatMessageSystem(content=system), ChatMessageUser(content=render_user("Name three rivers.", "free"))]
+    ttfts = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        asyncio.run(m.generate(msgs, config=GenerateConfig(max_tokens=1, temperature=0.0, seed=cfg.seed)))
+        ttfts.append(time.perf_counter() - t0)
+    queue.put({"wall_s": wall, "samples": len(log.samples or []), "status": log.status,
+               "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+               "ttft_s": sorted(ttfts)[1]})
+
+
+def _metrics(server: Any) -> dict[str, float]:
+    """vLLM's prompt-token and prefix-cache-hit counters (tokens) from /metrics."""
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics",
+                                 headers={"Authorization": f"Bearer {server.api_key}"})
+    text = urllib.request.urlopen(req, timeout=10).read().decode()
+    out: dict[str, float] = {}
+    for name in ("vllm:prompt_tokens_total", "vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"):
+        out[name] = sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
+    return out
+
+
+def run_phase(cfg: BenchConfig, name: str, model: str, kwargs: dict, run: Path, engine_pids: Any) -> dict:
+    """One engine: the eval in a spawned child, memory sampled from here."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child_eval, args=(cfg, model, kwargs, str(run / name / "logs"), queue))
+    proc.start()
+    meter = PeakPss(lambda: engine_pids(proc.pid))
+    meter.start()
+    stats = queue.get()
+    proc.join()
+    stats["peak_pss_bytes"] = meter.stop()
+    return stats
+
+
+def main(cfg: BenchConfig) -> dict:
+    import torch
+
+    from afcu import engine
+    from afcu.models import hf_model_args, resolve_local
+
+    if cfg.quick:
+        cfg = replace(cfg, n_queries=4, max_tokens=128)
+    run = prepare_run(cfg.out, cfg, overwrite=cfg.overwrite)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    folder = resolve_local(cfg.model)
+    if folder is None:
+        from afcu.errors import AfcuError
+
+        raise AfcuError(f"--model {cfg.model!r}: the benchmark needs a registry name or local model folder")
+    res: dict[str, Any] = {"device": device, "cpu_count": os.cpu_count(), "params": n_params(folder),
+                           "load_avg_start": os.getloadavg(), "config": asdict(cfg)}
+    res["matmul_fp32_flops"] = matmul_peak(device)
+    res["copy_bytes_per_s"] = copy_bandwidth(device)
+    print(f"machine: fp32 matmul {res['matmul_fp32_flops'] / 1e9:.1f} GFLOP/s, "
+          f"copy {res['copy_bytes_per_s'] / 1e9:.1f} GB/s, load avg {res['load_avg_start'][0]:.1f}", flush=True)
+
+    print("(a) stock hf/ provider ...", flush=True)
+    res["a"] = run_phase(cfg, "a_hf", f"hf/{folder}", {"model_args": hf_model_args(folder)}, run,
+                         engine_pids=lambda child: _tree(child))
+    res["a"]["cached_tokens"] = 0
+
+    print("(b) afcu engine (vLLM) ...", flush=True)
+    t = time.perf_counter()
+    server, started = engine.ensure_server(folder, run_dir=run)
+    res["b_server_start_s"] = time.perf_counter() - t if started else 0.0
+    before = _metrics(server)
+    res["b"] = run_phase(cfg, "b_vllm", f"vllm/{folder}", server.eval_kwargs(), run,
+                         engine_pids=lambda child: _tree(server.pid))
+    after = _metrics(server)
+    res["b"]["cached_tokens"] = after["vllm:prefix_cache_hits_total"] - before["vllm:prefix_cache_hits_total"]
+    res["b"]["server_prompt_tokens"] = after["vllm:prompt_tokens_total"] - before["vllm:prompt_tokens_total"]
+
+    for k in ("a", "b"):
+        r = res[k]
+        r["samples_per_min"] = r["samples"] / r["wall_s"] * 60
+        r["prompt_tok_per_s"] = r["input_tokens"] / r["wall_s"]
+        r["output_tok_per_s"] = r["output_tokens"] / r["wall_s"]
+        computed = r["input_tokens"] - r["cached_tokens"] + r["output_tokens"]
+        r["mfu"] = 2 * res["params"] * computed / r["wall_s"] / res["matmul_fp32_flops"]
+    res["samples_per_min_ratio"] = res["b"]["samples_per_min"] / res["a"]["samples_per_min"]
+    res["peak_mem_ratio"] = res["b"]["peak_pss_bytes"] / res["a"]["peak_pss_bytes"]
+    res["load_avg_end"] = os.getloadavg()
+    atomic_write_json(run / "summary.json", res)
+    print_table(res)
+    print(f"RESULT samples_per_min_ratio={res['samples_per_min_ratio']:.2f} mfu={res['b']['mfu']:.3f} "
+          f"peak_mem_ratio={res['peak_mem_ratio']:.2f}", flush=True)
+    return res
+
+
+def print_table(res: dict) -> None:
+    rows = [("samples", "samples", "{:.0f}"), ("samples/min", "samples_per_min", "{:.2f}"),
+            ("prompt tok/s", "prompt_tok_per_s", "{:.1f}"), ("output tok/s", "output_tok_per_s", "{:.1f}"),
+            ("prompt tokens", "input_tokens", "{:.0f}"), ("  from prefix cache", "cached_tokens", "{:.0f}"),
+            ("output tokens", "output_tokens", "{:.0f}"), ("wall s", "wall_s", "{:.1f}"),
+            ("TTFT s (warm)", "ttft_s", "{:.3f}"), ("peak PSS GiB", "peak_pss_bytes", "gib"), ("MFU", "mfu", "{:.4f}")]
+    print(f"{'':<22}{'(a) hf':>12}{'(b) vLLM':>12}{'b/a':>8}")
+    for label, key, fmt in rows:
+        a, b = res["a"][key], res["b"][key]
+        f = (lambda v: f"{v / 2**30:.2f}") if fmt == "gib" else fmt.format
+        ratio = f"{b / a:.2f}" if a else "-"
+        print(f"{label:<22}{f(a):>12}{f(b):>12}{ratio:>8}")
+    print(f"vLLM server start-up: {res['b_server_start_s']:.0f} s (0 = reused); params {res['params'] / 1e6:.1f} M; "
+          f"load avg {res['load_avg_start'][0]:.1f} -> {res['load_avg_end'][0]:.1f} (shared machine)")
+
+
+if __name__ == "__main__":
+    main(config_from_args(BenchConfig, build_parser(BenchConfig).parse_args()))
