@@ -1,0 +1,188 @@
+"""``afcu docs generate``: universe -> types -> ideas -> documents -> filters -> dataset + stats.json.
+
+Run folder (``--out``): ``config.yaml``, ``cache/`` (stage JSONL, unless ``cache_dir`` is set),
+``dataset/`` (``datasets.save_to_disk``; columns ``text, fact_ids, doc_type, idea, universe,
+generator, target_fact, n_tokens``), ``dropped.jsonl`` (every skipped document with its reason),
+``stats.json`` and ``FINISHED``.  Re-running the same command on a finished folder re-derives the
+outputs from the cache only (seconds, no generation); any config change needs ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from afcu.config import config_to_dict
+from afcu.errors import AfcuError
+from afcu.models import EMBEDDED
+from afcu.runs import CONFIG, atomic_write_json, atomic_write_text, is_finished, mark_finished, prepare_run
+from synthetic_docs import stages
+from synthetic_docs.cache import StageCache
+from synthetic_docs.filters import FilterSettings, apply_filters
+from synthetic_docs.universe import load_universe
+
+# Fields that change speed, not results: a run may resume with different values.
+NON_RESULT_KEYS = ("overwrite", "concurrency")
+
+
+@dataclass(frozen=True)
+class Config:
+    universe: str = field(default="helpful_only", metadata={"help": "built-in universe name or a universe YAML path"})
+    generator: str = field(default=EMBEDDED, metadata={"help": "registry name, model folder or inspect model string"})
+    engine: str = field(default="hf", metadata={"help": "for local models: hf, vllm or auto (vllm if installed)"})
+    n_docs: int = field(default=40, metadata={"help": "documents to generate (before filters)"})
+    out: str = field(default="", metadata={"help": "run folder (default runs/docs-<universe>)"})
+    cache_dir: str = field(default="", metadata={"help": "stage caches (default <out>/cache); share it across runs"})
+    concurrency: int = field(default=40, metadata={"help": "generator calls in flight (the batch size for hf/)"})
+    temperature: float = field(default=0.9, metadata={"help": "sampling temperature of the generator"})
+    types_per_fact: int = field(default=3, metadata={"help": "document types kept per fact"})
+    ideas_per_type: int = field(default=3, metadata={"help": "ideas kept per (fact, type)"})
+    max_tokens_list: int = field(default=120, metadata={"help": "token budget of a types/ideas/judge call"})
+    max_tokens_doc: int = field(default=256, metadata={"help": "token budget of a document call"})
+    trim_truncated: bool = field(default=True, metadata={"help": "cut documents at the token budget back to a full "
+                                                                 "sentence (else drop them)"})
+    min_words: int = field(default=40, metadata={"help": "documents shorter than this are malformed (too_short)"})
+    max_doc_tokens: int = field(default=1024, metadata={"help": "token_limit filter: drop longer documents"})
+    tokenizer: str = field(default=EMBEDDED, metadata={"help": "tokenizer for token counts (registry name or folder)"})
+    max_repeat_fraction: float = field(default=0.3, metadata={"help": "degenerate filter: max share of repeated "
+                                                                      "sentences"})
+    dedup_threshold: float = field(default=0.8, metadata={"help": "near_duplicate filter: MinHash Jaccard threshold"})
+    fact_check: str = field(default="keywords", metadata={"help": "no_fact filter: keywords or judge"})
+    judge: str = field(default="", metadata={"help": "judge model for fact_check=judge (default: the generator)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished run in --out"})
+
+    def __post_init__(self) -> None:
+        if self.n_docs < 1:
+            raise ValueError("n_docs must be at least 1")
+        if self.fact_check not in ("keywords", "judge"):
+            raise ValueError(f"fact_check must be keywords or judge, not {self.fact_check!r}")
+        if self.engine not in ("hf", "vllm", "auto"):
+            raise ValueError(f"engine must be hf, vllm or auto, not {self.engine!r}")
+
+
+def resolve_generator(name: str, engine: str, run_dir: Path | None = None) -> tuple[str, dict[str, Any]]:
+    """(inspect model string, ``get_model`` keyword arguments) for a registry name, folder or model string.
+
+    ``engine="hf"`` never touches the vLLM engine; ``vllm``/``auto`` use ``afcu.engine`` when present.
+    """
+    from afcu.models import to_inspect_model
+
+    if engine == "hf":
+        return to_inspect_model(name), {}
+    try:
+        from afcu.engine import resolve_engine_model
+    except ImportError:
+        if engine == "vllm":
+            raise AfcuError("engine 'vllm' needs afcu/engine.py, which this checkout lacks; use --engine hf") from None
+        return to_inspect_model(name), {}
+    model, kw = resolve_engine_model(name, engine, run_dir)
+    extra = dict(kw.get("model_args", {}))
+    if kw.get("model_base_url"):
+        extra["base_url"] = kw["model_base_url"]
+    return model, extra
+
+
+def _token_counter(name: str):
+    from transformers import AutoTokenizer
+
+    from afcu.models import resolve_local
+
+    local = resolve_local(name)
+    tok = AutoTokenizer.from_pretrained(str(local) if local else name)
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def _export(kept: list[dict[str, Any]], cfg: Config, generator_id: str, universe_name: str, path: Path) -> None:
+    from datasets import Dataset, Features, Sequence, Value
+
+    features = Features({"text": Value("string"), "fact_ids": Sequence(Value("string")),
+                         "doc_type": Value("string"), "idea": Value("string"), "universe": Value("string"),
+                         "generator": Value("string"), "target_fact": Value("string"), "n_tokens": Value("int64")})
+    rows = {k: [] for k in features}
+    for d in kept:
+        for k in features:
+            rows[k].append({"universe": universe_name, "generator": generator_id}.get(k, d.get(k)))
+    tmp = path.with_name(path.name + ".partial")
+    Dataset.from_dict(rows, features=features).save_to_disk(str(tmp))
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+async def _generate(cfg: Config, model: Any, generator_id: str, cache_dir: Path, cache_only: bool) -> tuple:
+    universe = load_universe(cfg.universe)
+    s = stages.StageSettings(generator_id, cfg.concurrency, cfg.temperature, cfg.types_per_fact, cfg.ideas_per_type,
+                             cfg.max_tokens_list, cfg.max_tokens_doc, cfg.min_words, cfg.trim_truncated, cache_only)
+    types, st_types = await stages.doc_types(model, universe, s, StageCache(cache_dir / "doc_types.jsonl"))
+    triples, st_ideas = await stages.ideas(model, universe, types, s, StageCache(cache_dir / "ideas.jsonl"))
+    docs, st_docs = await stages.documents(model, universe, triples, cfg.n_docs, s,
+                                           StageCache(cache_dir / "documents.jsonl"))
+    stage_stats = {"doc_types": st_types, "ideas": st_ideas, "documents": st_docs}
+    if cfg.fact_check == "judge":
+        judge, judge_id = model, generator_id
+        if cfg.judge:
+            from inspect_ai.model import get_model
+
+            judge_id, kw = resolve_generator(cfg.judge, cfg.engine)
+            judge = None if cache_only else get_model(judge_id, **kw)
+        stage_stats["judge"] = await stages.judge_facts(judge, judge_id, universe, docs, s,
+                                                        StageCache(cache_dir / "judge.jsonl"))
+    return universe, docs, stage_stats
+
+
+def main(cfg: Config, model: Any = None) -> dict[str, Any]:
+    """Generate, filter and export; returns the stats dict (also written to ``<out>/stats.json``).
+
+    ``model``: an inspect ``Model`` to use instead of resolving ``cfg.generator`` (tests pass a
+    ``mockllm/model`` with scripted outputs).  Raises ``AfcuError`` for bad universes, a finished
+    run with a different config (without ``--overwrite``) or an incomplete cache on a finished run.
+    """
+    if not cfg.out:
+        cfg = dataclasses.replace(cfg, out=f"runs/docs-{Path(cfg.universe).stem}")
+    out = Path(cfg.out)
+    resolved = {k: v for k, v in config_to_dict(cfg).items() if k not in NON_RESULT_KEYS}
+    old_cfg = out / CONFIG
+    same = old_cfg.exists() and {k: v for k, v in (yaml.safe_load(old_cfg.read_text()) or {}).items()
+                                 if k not in NON_RESULT_KEYS} == resolved
+    # A finished run asked for again with the same config is re-derived from the cache only:
+    # identical outputs, no new generation, so nothing is overwritten with different text.
+    rederive = is_finished(out) and same and not cfg.overwrite
+    if not rederive:
+        prepare_run(out, cfg, overwrite=cfg.overwrite, ignore_keys=NON_RESULT_KEYS)
+    load_universe(cfg.universe)  # fail on a bad universe before loading any model
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"
+    t0 = time.time()
+    if model is not None:
+        generator_id = str(model)
+    else:
+        generator_id, kw = resolve_generator(cfg.generator, cfg.engine, out)
+        if not rederive:
+            from inspect_ai.model import GenerateConfig, get_model
+
+            model = get_model(generator_id, config=GenerateConfig(max_connections=cfg.concurrency), **kw)
+    universe, docs, stage_stats = asyncio.run(_generate(cfg, model, generator_id, cache_dir, rederive))
+    settings = FilterSettings(cfg.max_doc_tokens, cfg.max_repeat_fraction, cfg.dedup_threshold, cfg.fact_check)
+    kept, dropped, filter_counts = apply_filters(docs, universe, settings, _token_counter(cfg.tokenizer))
+    _export(kept, cfg, generator_id, universe.name, out / "dataset")
+    atomic_write_text(out / "dropped.jsonl", "".join(json.dumps(d) + "\n" for d in dropped))
+    tokens = [d["n_tokens"] for d in kept]
+    stats = {
+        "universe": universe.name, "generator": generator_id, "n_docs_requested": cfg.n_docs,
+        "stages": stage_stats,
+        "documents_parsed": len(docs), "filters": filter_counts, "kept": len(kept),
+        "dropped_total": cfg.n_docs - len(kept),
+        "tokens": {"total": sum(tokens), "mean": (sum(tokens) / len(tokens)) if tokens else 0.0,
+                   "max": max(tokens, default=0)},
+        "kept_per_fact": {f.id: sum(f.id in d["fact_ids"] for d in kept) for f in universe.facts},
+        "wall_s": round(time.time() - t0, 2), "rederived_from_cache": rederive,
+    }
+    atomic_write_json(out / "stats.json", stats)
+    mark_finished(out)
+    return stats
