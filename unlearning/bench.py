@@ -70,8 +70,9 @@ TRACK_DEFAULTS: dict[str, dict[str, Any]] = {
                "grids": {"ssd": {"alpha": [1.0, 3.0, 10.0, 30.0]}, "lfssd": {"alpha": [1.0, 3.0, 10.0, 30.0]},
                          **{m: {"lr": [1e-4, 3e-4, 1e-3]}
                             for m in ("gradient_ascent", "grad_diff", "npo", "scrub", "bad_teacher")}}},
-    "llm": {"manipulations": ["trigger_backdoor"], "fractions": [SINGLE, "0.1", "0.5", "1.0"],
-            "method": {"lr": 2e-5, "batch_size": 8, "epochs": 1, "forget_epochs": 2, "importance_batch_size": 8,
+    "llm": {"manipulations": ["trigger_backdoor"], "fractions": [SINGLE, "0.25", "0.5", "1.0"],
+            "manipulation": {"n_manipulated": 16},
+            "method": {"lr": 5e-5, "batch_size": 8, "epochs": 1, "forget_epochs": 3, "importance_batch_size": 8,
                        "k": 2, "temperature": 1.0}},
 }
 QUICK: dict[str, dict[str, Any]] = {

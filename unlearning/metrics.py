@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 COLUMNS = ["method", "manipulation", "fraction", "n_flagged", "n_manipulated", "seed", "acc_corr", "acc_retain",
-           "asr", "utility", "time_s", "passes", "forward", "backward", "chosen"]
+           "asr", "asr_clean", "utility", "implant_ppl", "time_s", "passes", "forward", "backward", "chosen"]
 REFERENCE = ("original", "oracle")  # one row per (manipulation, seed), fraction left empty
 
 

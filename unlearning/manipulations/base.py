@@ -39,6 +39,6 @@ class ManipulatedData:
     to test splits; language-model manipulations add their own keys.
     """
 
-    train: Split
+    train: Any  # a Split (vision) or a list of record dicts with an "id" key (llm)
     manipulated_ids: np.ndarray
     tests: dict[str, Any]
