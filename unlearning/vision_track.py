@@ -41,7 +41,7 @@ class VisionTrack:
             elif self.cfg.dataset == "cifar10":
                 from unlearning.cifar import load_cifar10
 
-                self._splits[seed] = load_cifar10(self.cfg.data_dir)
+                self._splits[seed] = load_cifar10(self.cfg.data_dir, seed)
             else:
                 raise AfcuError(f"bench field 'dataset': {self.cfg.dataset!r} is not digits or cifar10")
         return self._splits[seed]
