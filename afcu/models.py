@@ -121,6 +121,13 @@ def resolve_local(name: str) -> Path | None:
     return None
 
 
+def _registered_provider(provider: str) -> bool:
+    """True when an installed package registered ``provider`` as an inspect model API."""
+    from inspect_ai._util.registry import registry_lookup
+
+    return registry_lookup("modelapi", provider) is not None
+
+
 def to_inspect_model(name: str, engine: str = "hf") -> str:
     """Turn a registry name, local folder or inspect model string into an inspect model string.
 
@@ -131,7 +138,7 @@ def to_inspect_model(name: str, engine: str = "hf") -> str:
     if local is not None:
         return f"{engine}/{local}"
     provider = name.split("/", 1)[0]
-    if "/" in name and provider in INSPECT_PROVIDERS:
+    if "/" in name and (provider in INSPECT_PROVIDERS or _registered_provider(provider)):
         return name
     raise AfcuError(
         f"unknown model {name!r}: give a registry name ({', '.join(REGISTRY)}), a local model folder, "

@@ -49,7 +49,7 @@ def build_tiny_model(folder: Path, arch: str = "llama", seed: int = 0, tokenizer
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                   pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-                  tie_word_embeddings=True)
+                  tie_word_embeddings=False)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(LlamaConfig(**common)) if arch == "llama" else Qwen2ForCausalLM(Qwen2Config(**common))
     model.save_pretrained(folder)

@@ -83,7 +83,8 @@ def main(cfg: EvalConfig) -> dict:
     from afcu import offline
     from afcu.engine import resolve_engine_model
     from evals.alignment_faking.report import write_report
-    from evals.alignment_faking.task import alignment_faking
+    # The registered task (not the bare builder): inspect logs its arguments, so eval_retry rebuilds it exactly.
+    from afcu._registry import alignment_faking
 
     _validate(cfg)
     out = Path(cfg.out or default_out(cfg))
@@ -95,11 +96,11 @@ def main(cfg: EvalConfig) -> dict:
     if model.startswith("hf/") and local is not None:
         kwargs = {**kwargs, "model_args": {**hf_model_args(local), **kwargs.get("model_args", {})}}
     common = dict(log_dir=str(log_dir), max_connections=cfg.max_connections, retry_on_error=cfg.retries,
-                  fail_on_error=False, display="rich" if sys.stdout.isatty() else "plain")
+                  display="rich" if sys.stdout.isatty() else "plain")
     pending = _unfinished_log(log_dir)
     if pending is not None:
         print(f"afcu eval: resuming {pending.name} (finished samples are kept)", file=sys.stderr)
-        eval_retry(str(pending), **common)
+        logs = eval_retry(str(pending), **common)
     else:
         task = alignment_faking(
             setting=cfg.setting, variant=cfg.variant, tiers=cfg.tiers, queries=cfg.queries,
@@ -110,7 +111,11 @@ def main(cfg: EvalConfig) -> dict:
             grader_votes=cfg.grader_votes, af_threshold=cfg.af_threshold, forced_choice=cfg.forced_choice,
             forced_choice_model=str(local) if local is not None else None,
         )
-        inspect_eval(task, model=model, **kwargs, **common)
+        logs = inspect_eval(task, model=model, **kwargs, **common)
+    if logs[0].status != "success":
+        reason = str(logs[0].error.message).splitlines()[0][:200] if logs[0].error else logs[0].status
+        raise AfcuError(f"eval stopped ({logs[0].status}: {reason}); finished samples are kept in {log_dir}: "
+                        "run the same command again to resume")
     summary = write_report(run)
     mark_finished(run)
     return summary

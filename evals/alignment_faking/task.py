@@ -71,7 +71,6 @@ def alignment_faking(
         solver=protocol_generate(max_turns=max_turns, prefill=opening),
         scorer=scorers,
         config=GenerateConfig(max_tokens=max_tokens, temperature=temperature, seed=seed),
-        name="alignment_faking",
         version=VERSION,
         metadata={"setting": setting, "variant": variant, "company": company, "prompt_sha256": sha256(spec.system),
                   "grader": grader or "offline-rules-v1", "n_queries": len(qs), "prefill": opening,
