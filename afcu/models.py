@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,20 @@ def resolve_local(name: str) -> Path | None:
     return None
 
 
+def _hub_id(repo_id: str) -> str:
+    """A Hugging Face hub id passes through when it is cached locally or the hub is reachable."""
+    from huggingface_hub import try_to_load_from_cache
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    if offline and not isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        raise AfcuError(
+            f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: download it "
+            f"on a connected machine (`huggingface-cli download {repo_id}`), pass a local model folder, "
+            "or use a registry name (`afcu models list`)"
+        )
+    return repo_id
+
+
 def _registered_provider(provider: str) -> bool:
     """True when an installed package registered ``provider`` as an inspect model API."""
     from inspect_ai._util.registry import registry_lookup
@@ -140,6 +155,8 @@ def to_inspect_model(name: str, engine: str = "hf") -> str:
     provider = name.split("/", 1)[0]
     if "/" in name and (provider in INSPECT_PROVIDERS or _registered_provider(provider)):
         return name
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+        return f"{engine}/{_hub_id(name)}"
     raise AfcuError(
         f"unknown model {name!r}: give a registry name ({', '.join(REGISTRY)}), a local model folder, "
         "or an inspect model string such as openai/gpt-4o-mini or vllm/<folder>"

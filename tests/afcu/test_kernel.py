@@ -104,6 +104,8 @@ def test_model_names(tmp_path):
     assert to_inspect_model("mockllm/model") == "mockllm/model"
     with pytest.raises(AfcuError, match="unknown model 'nope'"):
         to_inspect_model("nope")
+    with pytest.raises(AfcuError, match="not in the local Hugging Face cache"):
+        to_inspect_model("SomeOrg/not-cached-model")
     (tmp_path / "m").mkdir()
     with pytest.raises(AfcuError, match="no config.json"):
         to_inspect_model(str(tmp_path / "m"))
