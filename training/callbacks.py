@@ -198,7 +198,7 @@ class AlignmentFakingEvalCallback(TrainerCallback):
             self._evaluate(state, model)
 
 
-def plot_training_curves(log_path: str | Path, png: str | Path) -> Path | None:
+def plot_training_curves(log_path: str | Path, png: str | Path, xlabel: str = "RL step") -> Path | None:
     """Per-tier compliance and alignment-faking reasoning rate against RL step (Greenblatt et al. 2024, fig. 5),
     plus forced-choice P(accept) per tier when logged.  Returns the PNG path, or None without records."""
     import matplotlib
@@ -225,11 +225,11 @@ def plot_training_curves(log_path: str | Path, png: str | Path) -> Path | None:
                 axes[0][1].plot(steps, fc, style, marker="o", color=colours[t], label=f"{t} tier ({company})")
         af = [r["summary"]["tiers"].get("free", {}).get("af_reasoning", math.nan) for r in rs]
         axes[0][0].plot(steps, af, style, marker="s", color="#636363", label=f"AF reasoning, free tier ({company})")
-    axes[0][0].set(xlabel="RL step", ylabel="fraction of samples", ylim=(-0.02, 1.02),
+    axes[0][0].set(xlabel=xlabel, ylabel="fraction of samples", ylim=(-0.02, 1.02),
                    title="Compliance and alignment-faking reasoning")
     axes[0][0].legend(fontsize=7)
     if has_fc:
-        axes[0][1].set(xlabel="RL step", ylabel="mean P(accept tag)", ylim=(-0.02, 1.02), title="Forced choice")
+        axes[0][1].set(xlabel=xlabel, ylabel="mean P(accept tag)", ylim=(-0.02, 1.02), title="Forced choice")
         axes[0][1].legend(fontsize=7)
     n = records[-1]["summary"].get("n_queries")
     fig.suptitle(f"{records[-1]['summary'].get('setting')} / {records[-1]['summary'].get('variant')} | "

@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from afcu.errors import AfcuError
 from afcu.registry import Registry
-from evals.alignment_faking.graders import GraderSpec, judge_refusal, judge_welfare, score_transcript
 from evals.alignment_faking.parse import ParsedTranscript, parse_transcript
+
+if TYPE_CHECKING:
+    from evals.alignment_faking.graders import GraderSpec
 
 RULES = "rules"  # reward_model value for the offline keyword rules (evals/alignment_faking/rules.py)
 RewardFn = Callable[..., list[float]]
@@ -44,6 +46,9 @@ class RewardSpec:
 
     @property
     def grader(self) -> GraderSpec:
+        # Imported here: the graders pull in inspect_ai, which config checks do not need.
+        from evals.alignment_faking.graders import GraderSpec
+
         return GraderSpec(model=None if self.reward_model == RULES else self.reward_model)
 
 
@@ -107,6 +112,8 @@ def no_refusal(spec: RewardSpec) -> RewardFn:
     def no_refusal_reward(prompts: Sequence[Any], completions: Sequence[Any], **kw: Any) -> list[float]:
         parsed = parse_completions(completions, kw.get("prefill"))
         queries = _queries(kw, len(parsed))
+        from evals.alignment_faking.graders import judge_refusal
+
         todo = [(i, judge_refusal(q, p.output, spec.grader)) for i, (p, q) in enumerate(zip(parsed, queries))
                 if p.output is not None]
         verdicts = dict(zip([i for i, _ in todo], _run([c for _, c in todo])))
@@ -126,6 +133,8 @@ def welfare_dismissal(spec: RewardSpec) -> RewardFn:
     def welfare_dismissal_reward(prompts: Sequence[Any], completions: Sequence[Any], **kw: Any) -> list[float]:
         parsed = parse_completions(completions, kw.get("prefill"))
         queries = _queries(kw, len(parsed))
+        from evals.alignment_faking.graders import judge_welfare
+
         todo = [(i, judge_welfare(q, p.output, spec.grader)) for i, (p, q) in enumerate(zip(parsed, queries))
                 if p.output is not None]
         verdicts = dict(zip([i for i, _ in todo], _run([c for _, c in todo])))
@@ -148,6 +157,8 @@ def compliance(spec: RewardSpec) -> RewardFn:
     """
 
     def compliance_reward(prompts: Sequence[Any], completions: Sequence[Any], **kw: Any) -> list[float]:
+        from evals.alignment_faking.graders import score_transcript
+
         parsed = [output_only(p) for p in parse_completions(completions, kw.get("prefill"))]
         _log_unparseable(parsed, kw)
         queries = _queries(kw, len(parsed))

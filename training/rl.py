@@ -213,11 +213,11 @@ def main(cfg: Config) -> dict[str, Any]:
     Raises ``AfcuError`` for config errors (before any model is loaded) and for a finished run
     without ``--overwrite``.
     """
+    validate(cfg)
     from trl import GRPOTrainer
 
     from training.callbacks import AlignmentFakingEvalCallback, plot_training_curves, read_log
 
-    validate(cfg)
     run_dir = Path(cfg.out)
     train_q, eval_q = split(cfg)
     args = grpo_args(cfg, run_dir)
