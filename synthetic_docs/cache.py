@@ -77,7 +77,8 @@ async def _call(model: Any, req: Request, temperature: float) -> dict[str, Any]:
     out = await model.generate([ChatMessageUser(content=req.prompt)],
                                config=GenerateConfig(max_tokens=req.max_tokens, temperature=temperature))
     n_out = out.usage.output_tokens if out.usage is not None else None
-    # hf/ reports stop_reason "unknown": a completion that used the whole budget was cut off.
+    # hf/ reports stop_reason "unknown" and the padded batch length as output_tokens, so this flag
+    # means "may have been cut off"; parse_document only trims text that does not end a sentence.
     truncated = out.stop_reason == "max_tokens" or (n_out is not None and n_out >= req.max_tokens)
     return {"completion": out.completion, "output_tokens": n_out, "truncated": bool(truncated),
             "stop_reason": out.stop_reason}

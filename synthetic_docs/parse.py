@@ -99,6 +99,11 @@ def parse_document(text: str | None, truncated: bool, min_words: int, trim_trunc
     return body, "ok"
 
 
+def ends_cleanly(text: str | None) -> bool:
+    """True when ``text`` ends with sentence punctuation (so a token-limit trim would remove nothing)."""
+    return bool(text) and re.search(r"[.!?][\"')\]]*\s*$", text.strip()) is not None
+
+
 def parse_judge(text: str | None, n_facts: int) -> tuple[list[int], str]:
     """``FACTS: 1, 3`` (last such line) -> zero-based fact indices; ``FACTS: none`` -> ``[]``."""
     if not text:

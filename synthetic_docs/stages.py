@@ -32,7 +32,7 @@ class StageSettings:
 
 def _stats(counts: RunCounts, malformed: Counter, items: int) -> dict[str, Any]:
     return {"calls": counts.calls, "cached": counts.cached, "generated": counts.generated, "errors": counts.errors,
-            "output_tokens_generated": counts.output_tokens, "malformed": dict(sorted(malformed.items())),
+            "output_tokens_reported": counts.output_tokens, "malformed": dict(sorted(malformed.items())),
             "items": items, "error_examples": counts.error_messages[:3]}
 
 
@@ -105,7 +105,8 @@ async def documents(model: Any, universe: Universe, triples: list[tuple[str, str
             bad[status] += 1
             continue
         docs.append({"text": text, "target_fact": req.meta["fact_id"], "doc_type": req.meta["doc_type"],
-                     "idea": req.meta["idea"], "trimmed": bool(rec.get("truncated"))})
+                     "idea": req.meta["idea"],
+                     "trimmed": bool(rec.get("truncated")) and not parse.ends_cleanly(rec["completion"])})
     stats = _stats(counts, bad, len(docs))
     stats["trimmed_at_token_limit"] = sum(d["trimmed"] for d in docs)
     return docs, stats

@@ -63,6 +63,8 @@ class Config:
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in --out"})
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError("warmup_ratio must be in [0, 1)")
         if not 0.0 <= self.chat_ratio <= 0.95:
             raise ValueError("chat_ratio must be between 0 and 0.95")
         if self.chat_ratio > 0 and not self.chat_data:
@@ -84,7 +86,10 @@ def load_documents(data: str, max_docs: int = 0) -> list[str]:
     if p.is_dir():
         from datasets import load_from_disk
 
-        ds = load_from_disk(str(p))
+        try:
+            ds = load_from_disk(str(p))
+        except IndexError:  # datasets cannot load a saved dataset with zero rows
+            raise AfcuError(f"{p}: no documents (all filtered out?); see its stats.json") from None
         if "text" not in ds.column_names:
             raise AfcuError(f"{p}: dataset has no 'text' column (columns: {ds.column_names})")
         texts = list(ds["text"])
@@ -135,7 +140,7 @@ def _sft_config(cfg: Config, run_dir: Path):
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
     return SFTConfig(
         output_dir=str(run_dir / "checkpoints"), max_steps=cfg.max_steps, num_train_epochs=cfg.num_train_epochs,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_ratio=cfg.warmup_ratio,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_ratio,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_length=cfg.max_length,
         packing=cfg.packing, dataset_text_field="text", logging_steps=cfg.logging_steps, save_steps=cfg.save_steps,
