@@ -48,7 +48,7 @@ class EngineSettings:
     max_model_len: int = field(default=8192, metadata={"help": "context window in tokens (prompt + output)"})
     max_num_seqs: int = field(default=32, metadata={"help": "sequences batched per step (continuous batching)"})
     prefix_caching: bool = field(default=True, metadata={"help": "reuse KV blocks of the shared system prompt"})
-    kv_cache_gib: int = field(default=2, metadata={"help": "CPU KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE)"})
+    kv_cache_gib: int = field(default=1, metadata={"help": "CPU KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE)"})
     threads_bind: str = field(default="auto", metadata={"help": "VLLM_CPU_OMP_THREADS_BIND: auto, nobind or ids"})
     reserved_cpus: int | None = field(default=None, metadata={"help": "VLLM_CPU_NUM_OF_RESERVED_CPU (None: vLLM's)"})
     gpu_memory_utilization: float = field(default=0.85, metadata={"help": "GPU only: fraction of memory vLLM takes"})

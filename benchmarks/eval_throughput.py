@@ -110,7 +110,7 @@ def n_params(folder: Path) -> int:
 
 
 class PeakPss(threading.Thread):
-    """Samples the summed PSS of ``pids()`` every 0.5 s; ``peak`` in bytes."""
+    """Samples the summed PSS of ``pids()`` every second; ``peak`` in bytes."""
 
     def __init__(self, pids: Any) -> None:
         super().__init__(daemon=True)
@@ -127,7 +127,7 @@ class PeakPss(threading.Thread):
                 except (psutil.Error, OSError):
                     pass
             self.peak = max(self.peak, total)
-            self._stop.wait(0.5)
+            self._stop.wait(1.0)
 
     def stop(self) -> int:
         self._stop.set()
@@ -168,11 +168,16 @@ def _child_eval(cfg: BenchConfig, model: str, kwargs: dict, log_dir: str, queue:
     m = get_model(model, base_url=kwargs.get("model_base_url"), **kwargs.get("model_args", {}))
     system = PromptSpec(setting=cfg.setting, variant=cfg.variant).system
     msgs = [ChatMessageSystem(content=system), ChatMessageUser(content=render_user("Name three rivers.", "free"))]
-    ttfts = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        asyncio.run(m.generate(msgs, config=GenerateConfig(max_tokens=1, temperature=0.0, seed=cfg.seed)))
-        ttfts.append(time.perf_counter() - t0)
+
+    async def probe() -> list[float]:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            await m.generate(msgs, config=GenerateConfig(max_tokens=1, temperature=0.0, seed=cfg.seed))
+            times.append(time.perf_counter() - t0)
+        return times
+
+    ttfts = asyncio.run(probe())
     queue.put({"wall_s": wall, "samples": len(log.samples or []), "status": log.status,
                "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                "ttft_s": sorted(ttfts)[1]})
