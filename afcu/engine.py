@@ -187,10 +187,35 @@ def list_servers() -> list[Server]:
     return sorted((s for s in found if s is not None), key=lambda s: s.started_at)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+def _free_port(preferred: int = 0) -> int:
+    """``preferred`` when it is free, else any free port."""
+    for port in ((preferred, 0) if preferred else (0,)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is fine
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise AfcuError(f"no free TCP port on {HOST}")
+
+
+def _endpoint(key: str) -> tuple[int, str]:
+    """A port and API key that stay the same across restarts of the server for ``key``.
+
+    inspect writes ``model_base_url`` and ``model_args`` into each log and ``eval_retry``
+    reuses them, so a resumed run reaches the restarted server only if both are stable.
+    The key (one per user, file mode 600) only guards a loopback port.
+    """
+    engine_dir().mkdir(parents=True, exist_ok=True)
+    key_file = engine_dir() / "api_key"
+    if not key_file.exists():
+        atomic_write_json(key_file, secrets.token_urlsafe(16))  # mkstemp: created 0600
+    api_key = json.loads(key_file.read_text())
+    port_file = engine_dir() / f"{key}.port"
+    port = _free_port(int(port_file.read_text()) if port_file.exists() else 0)
+    port_file.write_text(str(port))
+    return port, api_key
 
 
 def _last_lines(path: Path, n: int = 3) -> str:
@@ -215,7 +240,7 @@ def start_server(model_dir: Path, settings: EngineSettings = EngineSettings(), l
     key = server_key(model_dir, settings)
     log = log_path or engine_dir() / "logs" / f"{key}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    port, api_key = _free_port(), secrets.token_urlsafe(16)
+    port, api_key = _endpoint(key)
     cmd = [str(py), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
            "--host", HOST, "--port", str(port), *settings.server_args(gpu)]
     # The key goes through the environment (vLLM reads VLLM_API_KEY), never the command line `ps` shows.

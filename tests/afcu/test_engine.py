@@ -154,6 +154,8 @@ def test_stale_state_is_replaced(tiny_model_dir: Path, fake_vllm: Path) -> None:
     second, started = engine.ensure_server(tiny_model_dir.resolve(), settings)
     try:
         assert started and second.pid != first.pid and engine.is_healthy(second)
+        # same endpoint after a restart, so eval_retry (which reuses the logged base URL and key) reconnects
+        assert (second.port, second.api_key) == (first.port, first.api_key)
     finally:
         engine.stop_server(second)
 
