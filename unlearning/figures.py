@@ -33,18 +33,23 @@ def plot_run(run_dir: str | Path) -> list[Path]:
             cur = curves(rows, metric)
             methods = sorted(m for (mp, m) in cur if mp == manip)
             colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(methods), 1)))
+            plotted = False
             for color, method in zip(colors, methods):
                 by_x = cur[(manip, method)]
-                xs = sorted(by_x)
+                xs = [x for x in sorted(by_x) if not np.isnan(by_x[x]).all()]
+                if not xs:  # metric not defined for this method/manipulation
+                    continue
                 vals = [np.asarray(by_x[x], dtype=float) for x in xs]
+                plotted = True
                 ax.plot(xs, [np.nanmean(v) for v in vals], marker="o", ms=3, color=color, label=method)
                 ax.fill_between(xs, [np.nanmin(v) for v in vals], [np.nanmax(v) for v in vals],
                                 color=color, alpha=0.15)
             for ref, style in (("original", ":"), ("oracle", "--")):
                 vals = reference(rows, ref, metric).get(manip)
-                if vals:
+                if vals and not np.isnan(vals).all():
                     ax.axhline(np.nanmean(vals), color="black", ls=style, lw=1, label=f"{ref} (mean)")
-            ax.set_xscale("log")
+            if plotted:  # a log axis needs at least one positive x
+                ax.set_xscale("log")
             ax.set_xlabel("flagged fraction |S_f| / |S_m| (log)")
             ax.set_title(title, fontsize=10)
             ax.set_ylim(-0.02, 1.02)

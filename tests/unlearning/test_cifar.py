@@ -23,7 +23,7 @@ def test_fake_batches_load_and_resnet9_runs(tmp_path):
         d = {b"data": rng.integers(0, 256, size=(20, 3072), dtype=np.uint8), b"labels": list(range(10)) * 2}
         (tmp_path / f).write_bytes(pickle.dumps(d))
     train, val, test = load_cifar10(str(tmp_path), n_val=5)
-    assert train.tensors["x"].shape == (100, 3, 32, 32) and len(val) == 5 and len(test) == 15
+    assert train.tensors["x"].shape == (100, 3, 32, 32) and len(val) == 2 and len(test) == 18
     assert not set(val.ids) & set(test.ids)
     out = ResNet9()(train.tensors["x"][:2])
     assert out.shape == (2, 10) and torch.isfinite(out).all()
