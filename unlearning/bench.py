@@ -130,6 +130,10 @@ def _row(method: str, manip: str, fraction: str, n_flagged: int, n_manip: int, s
 
 def main(cfg: BenchConfig) -> Path:
     """Run (or resume) the sweep into ``cfg.out``; returns the run folder."""
+    if cfg.track == "vision" and cfg.dataset == "cifar10":
+        from unlearning.cifar import find_folder
+
+        find_folder(cfg.data_dir)  # fail before creating the run folder
     run_dir = prepare_run(cfg.out, cfg, overwrite=cfg.overwrite)
     results = run_dir / "results.csv"
     rows = read_rows(results)

@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+import yaml
+
 from afcu.config import build_parser, load_yaml
 
 
@@ -29,7 +31,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     data = load_yaml(args.config) if getattr(args, "config", None) else {}
     names = {f.name for f in dataclasses.fields(bench.BenchConfig)}
-    data.update({k: v for k, v in vars(args).items() if k in names})
+    for key, value in vars(args).items():
+        if key in names:
+            # mapping fields (--train, --method, --grids, ...) accept inline YAML: --train "{epochs: 5}"
+            data[key] = yaml.safe_load(value) if isinstance(value, str) and value.lstrip().startswith("{") else value
     cfg = bench.resolve(data, str(args.config) if getattr(args, "config", None) else "command line")
     run_dir = bench.main(cfg)
     print((run_dir / "table.md").read_text())

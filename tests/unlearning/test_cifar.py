@@ -27,3 +27,13 @@ def test_fake_batches_load_and_resnet9_runs(tmp_path):
     assert not set(val.ids) & set(test.ids)
     out = ResNet9()(train.tensors["x"][:2])
     assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def test_cli_fails_before_creating_the_run_folder(tmp_path, capsys):
+    from afcu.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["unlearn", "bench", "--dataset", "cifar10", "--data-dir", str(tmp_path / "none"),
+               "--out", str(out), "--train", "{epochs: 1}"])
+    assert rc == 2 and not out.exists()
+    assert "--data-dir" in capsys.readouterr().err
