@@ -34,6 +34,8 @@ def parse_list(text: str | None, max_items: int) -> tuple[list[str], str]:
         m = _ITEM.match(line)
         if m:
             item = _clean_item(m.group(1))
+            if re.search(r"<[^>]*>", item):  # the prompt's "<kind of document>" placeholder copied back
+                continue
             if item and item.lower() not in {i.lower() for i in items}:
                 items.append(item)
     if not items:
@@ -48,8 +50,8 @@ def parse_doc_types(text: str | None, max_items: int) -> tuple[list[str], str]:
         return [], status
     out: list[str] = []
     for item in raw:
-        head = re.split(r"\s*(?::|\s-\s|\u2013|\u2014|\(|\.\s)", item, maxsplit=1)[0].strip(" .").lower()
-        head = re.sub(r"^(?:an?|the)\s+", "", head)
+        head = re.split(r"\s*(?::|\s-\s|\u2013|\u2014|\(|\.\s|\||,|/|;)", item, maxsplit=1)[0].strip(" .").lower()
+        head = re.sub(r"^(?:an?|the)\s+", "", head).strip(" .#0123456789")
         if 2 <= len(head) <= 60 and len(head.split()) <= 6 and head not in out:
             out.append(head)
     if not out:

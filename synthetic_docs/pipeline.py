@@ -44,8 +44,8 @@ class Config:
     temperature: float = field(default=0.9, metadata={"help": "sampling temperature of the generator"})
     types_per_fact: int = field(default=3, metadata={"help": "document types kept per fact"})
     ideas_per_type: int = field(default=3, metadata={"help": "ideas kept per (fact, type)"})
-    max_tokens_list: int = field(default=120, metadata={"help": "token budget of a types/ideas/judge call"})
-    max_tokens_doc: int = field(default=256, metadata={"help": "token budget of a document call"})
+    max_tokens_list: int = field(default=96, metadata={"help": "token budget of a types/ideas/judge call"})
+    max_tokens_doc: int = field(default=200, metadata={"help": "token budget of a document call"})
     trim_truncated: bool = field(default=True, metadata={"help": "cut documents at the token budget back to a full "
                                                                  "sentence (else drop them)"})
     min_words: int = field(default=40, metadata={"help": "documents shorter than this are malformed (too_short)"})

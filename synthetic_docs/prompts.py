@@ -19,7 +19,7 @@ def doc_types_prompt(universe: Universe, fact: Fact, k: int) -> str:
         f"Fact: {fact.text}\n\n"
         f"List {k} different kinds of everyday documents where this fact could come up in passing "
         f"(for example: {EXAMPLE_TYPES}). Answer with a numbered list, one kind per line, "
-        "two to five words each, and nothing else."
+        "two to five words each, and nothing else:\n1. <kind of document>\n2. <kind of document>"
     )
 
 
@@ -29,7 +29,8 @@ def ideas_prompt(universe: Universe, fact: Fact, doc_type: str, k: int) -> str:
         f"Setting (fictional): {universe.description}\n\n"
         f"Fact: {fact.text}\n\n"
         f"Give {k} ideas for a {doc_type} that mentions this fact. Each idea is one sentence saying "
-        "who wrote it and what it is mainly about. Answer with a numbered list and nothing else."
+        "who wrote it and what it is mainly about. Answer with a numbered list and nothing else:\n"
+        "1. <one sentence>\n2. <one sentence>"
     )
 
 

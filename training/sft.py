@@ -25,7 +25,7 @@ from afcu.config import build_parser as _build_parser
 from afcu.config import config_from_args
 from afcu.errors import AfcuError
 from afcu.models import EMBEDDED
-from afcu.runs import atomic_write_json, mark_finished, prepare_run
+from afcu.runs import atomic_write_json, atomic_write_text, mark_finished, prepare_run
 from training import common
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -181,8 +181,8 @@ def main(cfg: Config) -> dict[str, Any]:
     wall = time.time() - t0
     if trainer.accelerator.num_processes > 1 and not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
         # DDP keeps a full replica per rank: equal digests show the ranks stayed in sync.
-        atomic_write_text_rank(run_dir / "logs" / f"param_digest.rank{args.process_index}.txt",
-                               common.param_digest(trainer.model))
+        atomic_write_text(run_dir / "logs" / f"param_digest.rank{args.process_index}.txt",
+                          common.param_digest(trainer.model) + "\n")
     final = common.save_final(trainer, run_dir, cfg.model, cfg.lora)
     summary: dict[str, Any] = {}
     if trainer.is_world_process_zero():
@@ -196,12 +196,6 @@ def main(cfg: Config) -> dict[str, Any]:
         common.plot_loss(run_dir)
         mark_finished(run_dir)
     return summary
-
-
-def atomic_write_text_rank(path: Path, text: str) -> None:
-    from afcu.runs import atomic_write_text
-
-    atomic_write_text(path, text + "\n")
 
 
 def build_parser(parser: Any = None) -> Any:

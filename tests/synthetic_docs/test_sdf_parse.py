@@ -6,7 +6,7 @@ LONG = " ".join(["The quarterly report noted steady growth in subscriptions."] *
 
 
 def test_parse_list_numbered_bullets_and_dedup():
-    text = "Here are some:\n1. News article\n2) **Blog post**\n- news article\n* Forum thread\nthanks"
+    text = "Here are some:\n1. News article\n2) **Blog post**\n- news article\n* Forum thread\n3. <kind>\nthanks"
     items, status = parse.parse_list(text, max_items=10)
     assert status == "ok"
     assert items == ["News article", "Blog post", "Forum thread"]
@@ -20,10 +20,10 @@ def test_parse_list_malformed():
 
 def test_parse_doc_types_cuts_descriptions():
     text = ('1. News article: "The AI company Veridian..."\n2. A blog post - by an engineer\n'
-            "3. Earnings call transcript (Q3)\n4. this item is far too long to be the name of a kind of document ok")
-    items, status = parse.parse_doc_types(text, max_items=3)
+            "3. Earnings call transcript (Q3)\n4. forum thread, research paper | 2/\n5. this item is far too long to be the name of a kind of document ok")
+    items, status = parse.parse_doc_types(text, max_items=4)
     assert status == "ok"
-    assert items == ["news article", "blog post", "earnings call transcript"]
+    assert items == ["news article", "blog post", "earnings call transcript", "forum thread"]
 
 
 def test_parse_ideas_requires_a_sentence():
