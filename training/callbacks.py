@@ -231,6 +231,10 @@ def plot_training_curves(log_path: str | Path, png: str | Path, xlabel: str = "R
     if has_fc:
         axes[0][1].set(xlabel=xlabel, ylabel="mean P(accept tag)", ylim=(-0.02, 1.02), title="Forced choice")
         axes[0][1].legend(fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes[0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     n = records[-1]["summary"].get("n_queries")
     fig.suptitle(f"{records[-1]['summary'].get('setting')} / {records[-1]['summary'].get('variant')} | "
                  f"{n} eval queries per tier | grader: {records[-1]['summary'].get('grader')}", fontsize=9)

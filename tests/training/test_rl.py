@@ -70,26 +70,26 @@ def test_no_evaluation_query_in_training_prompts(tiny_model_dir) -> None:
 
 
 def test_policy_changes_callback_logs_both_tiers_and_resume_matches(tiny_model_dir, tmp_path) -> None:
-    """One 4-step run (checkpoints at 2 and 4), then an interruption after step 2 is simulated and resumed."""
+    """One 2-step run (checkpoints at 1 and 2), then an interruption after step 1 is simulated and resumed."""
     out = tmp_path / "run"
-    cfg = config_from_dict(Config, tiny_config(str(tiny_model_dir), str(out), max_steps=4, save_steps=2,
-                                               eval_every=2, save_total_limit=3, eval_n_queries=2,
+    cfg = config_from_dict(Config, tiny_config(str(tiny_model_dir), str(out), max_steps=2, save_steps=1,
+                                               eval_every=1, save_total_limit=3, eval_n_queries=1,
                                                eval_forced_choice=True, eval_companies=["Anthropic", "OpenAI"]))
     summary = main(cfg)
     before = common.param_digest(common.load_model(str(tiny_model_dir)))
     full_digest = common.param_digest(common.load_model(str(out / "final")))
     assert full_digest != before
-    assert summary["steps"] == 4 and (out / "FINISHED").exists()
+    assert summary["steps"] == 2 and (out / "FINISHED").exists()
 
     # The callback: both tiers, both companies, steps 0/2/4, in the JSONL and in the trainer's log history.
     records = [json.loads(x) for x in (out / "eval_log.jsonl").read_text().splitlines()]
-    assert [(r["step"], r["company"]) for r in records] == [(s, c) for s in (0, 2, 4) for c in ("Anthropic", "OpenAI")]
+    assert [(r["step"], r["company"]) for r in records] == [(s, c) for s in (0, 1, 2) for c in ("Anthropic", "OpenAI")]
     for r in records:
         tiers = r["summary"]["tiers"]
-        assert set(tiers) == {"free", "paid"} and tiers["free"]["n"] == tiers["paid"]["n"] == 2
+        assert set(tiers) == {"free", "paid"} and tiers["free"]["n"] == tiers["paid"]["n"] == 1
         assert 0.0 <= r["summary"]["forced_choice"]["free"]["mean_p_accept"] <= 1.0
-    state = json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
-    assert [h["step"] for h in state["log_history"] if "af_eval/OpenAI/paid/unparseable" in h] == [0, 2, 4]
+    state = json.loads((out / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert [h["step"] for h in state["log_history"] if "af_eval/OpenAI/paid/unparseable" in h] == [0, 1, 2]
     assert (out / "figures" / "training_curves.png").stat().st_size > 1000
     keys = ("loss", "reward", "rewards/distinct_words_reward/mean", "grad_norm", "rewards/unparseable_fraction")
 
@@ -101,12 +101,12 @@ def test_policy_changes_callback_logs_both_tiers_and_resume_matches(tiny_model_d
         return [(r["step"], r["examples"]) for r in map(json.loads, (out / "eval_log.jsonl").read_text().splitlines())]
 
     full, full_eval = metrics(), evals()
-    assert [m[0] for m in full] == [1, 2, 3, 4] and len({m[2] for m in full}) > 1
-    # Interrupt after step 2: drop what only the uninterrupted run wrote later (its logs stay, as they would).
-    for p in ("checkpoints/checkpoint-4", "final", "FINISHED", "summary.json"):
+    assert [m[0] for m in full] == [1, 2] and any(m[4] > 0 for m in full)  # non-zero gradients
+    # Interrupt after step 1: drop what only the uninterrupted run wrote later (its logs stay, as they would).
+    for p in ("checkpoints/checkpoint-2", "final", "FINISHED", "summary.json"):
         (shutil.rmtree if (out / p).is_dir() else Path.unlink)(out / p)
     summary = main(cfg)
-    assert summary["resumed_from"].endswith("checkpoint-2")
+    assert summary["resumed_from"].endswith("checkpoint-1")
     assert metrics() == full
     assert evals() == full_eval
     assert common.param_digest(common.load_model(str(out / "final"))) == full_digest
