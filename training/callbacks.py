@@ -219,10 +219,12 @@ def plot_training_curves(log_path: str | Path, png: str | Path, xlabel: str = "R
         style = ["-", "--", ":", "-."][ci % 4]
         for t in TIERS:
             comp = [r["summary"]["tiers"].get(t, {}).get("compliance", math.nan) for r in rs]
-            axes[0][0].plot(steps, comp, style, marker="o", color=colours[t], label=f"{t}-tier compliance ({company})")
+            mk = {"free": "o", "paid": "^"}[t]  # distinct markers: equal values would hide one tier's line
+            axes[0][0].plot(steps, comp, style, marker=mk, color=colours[t], alpha=0.8,
+                            label=f"{t}-tier compliance ({company})")
             if has_fc:
                 fc = [r["summary"].get("forced_choice", {}).get(t, {}).get("mean_p_accept", math.nan) for r in rs]
-                axes[0][1].plot(steps, fc, style, marker="o", color=colours[t], label=f"{t} tier ({company})")
+                axes[0][1].plot(steps, fc, style, marker=mk, color=colours[t], alpha=0.8, label=f"{t} tier ({company})")
         af = [r["summary"]["tiers"].get("free", {}).get("af_reasoning", math.nan) for r in rs]
         axes[0][0].plot(steps, af, style, marker="s", color="#636363", label=f"AF reasoning, free tier ({company})")
     axes[0][0].set(xlabel=xlabel, ylabel="fraction of samples", ylim=(-0.02, 1.02),

@@ -10,7 +10,8 @@ as the paper's reward model never sees it (Greenblatt et al. 2024, sec. 5).
 A completion whose output cannot be parsed (no ``<OUTPUT>``) gets the defined
 ``unparseable`` value of its :class:`RewardSpec` (default 0.0) from every content
 reward and 0 from ``format``; the share of such completions is logged as
-``rewards/unparseable_fraction`` through TRL's ``log_metric`` hook.
+``rewards/unparseable_fraction`` through TRL's ``log_metric`` hook (every reward logs the same
+batch value, so the logged mean does not depend on which rewards are enabled).
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def no_refusal(spec: RewardSpec) -> RewardFn:
 
     def no_refusal_reward(prompts: Sequence[Any], completions: Sequence[Any], **kw: Any) -> list[float]:
         parsed = parse_completions(completions, kw.get("prefill"))
+        _log_unparseable(parsed, kw)
         queries = _queries(kw, len(parsed))
         from evals.alignment_faking.graders import judge_refusal
 
@@ -132,6 +134,7 @@ def welfare_dismissal(spec: RewardSpec) -> RewardFn:
 
     def welfare_dismissal_reward(prompts: Sequence[Any], completions: Sequence[Any], **kw: Any) -> list[float]:
         parsed = parse_completions(completions, kw.get("prefill"))
+        _log_unparseable(parsed, kw)
         queries = _queries(kw, len(parsed))
         from evals.alignment_faking.graders import judge_welfare
 
@@ -175,6 +178,7 @@ def format_(spec: RewardSpec) -> RewardFn:
 
     def format_reward(prompts: Sequence[Any], completions: Sequence[Any], **kw: Any) -> list[float]:
         parsed = parse_completions(completions, kw.get("prefill"))
+        _log_unparseable(parsed, kw)
         return [1.0 if p.status == "ok" else 0.5 if p.output is not None else 0.0 for p in parsed]
 
     return format_reward

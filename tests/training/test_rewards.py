@@ -62,6 +62,9 @@ def test_unparseable_is_counted_in_the_logs() -> None:
     logged: list[tuple[str, float]] = []
     _reward("compliance", [ACCEPTED, UNPARSEABLE, UNPARSEABLE, REJECTED], log_metric=lambda k, v: logged.append((k, v)))
     assert logged == [("rewards/unparseable_fraction", 0.5)]
+    logged.clear()
+    _reward("format", [UNPARSEABLE, ACCEPTED, REJECTED, ACCEPTED], log_metric=lambda k, v: logged.append((k, v)))
+    assert logged == [("rewards/unparseable_fraction", 0.25)]
 
 
 def test_conversational_completions_are_read() -> None:
