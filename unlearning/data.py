@@ -9,6 +9,7 @@ knows the original training recipe; methods never look at the data format.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -72,7 +73,7 @@ class Counter:
 
 
 @dataclass
-class Task:
+class Task(ABC):
     """What a method needs to know about a model family; subclasses fill in the hooks.
 
     ``logits(model, batch)`` returns (N, C) rows that carry a label and ``targets``
@@ -84,30 +85,34 @@ class Task:
     counter: Counter = field(default_factory=Counter)
 
     # --- hooks -----------------------------------------------------------
+    @abstractmethod
     def forward_logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise AttributeError(f"{type(self).__name__} must define forward_logits")
+        """Uncounted forward pass: (N, C) logits of the supervised rows of a device batch."""
 
+    @abstractmethod
     def targets(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise AttributeError(f"{type(self).__name__} must define targets")
+        """(N,) int64 labels matching ``forward_logits`` rows."""
 
     def example_index(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(N,) position of each logit row's example in the batch (identity for classifiers)."""
         return torch.arange(batch_size(batch), device=self.device)
 
+    @abstractmethod
     def new_model(self, seed: int) -> nn.Module:
-        raise AttributeError(f"{type(self).__name__} must define new_model")
+        """The model the original recipe starts from (random init, or the pretrained base)."""
 
     def random_model(self, seed: int) -> nn.Module:
         """A randomly initialised model of the same shape (bad teacher's incompetent teacher)."""
         return self.new_model(seed)
 
+    @abstractmethod
     def fit(self, model: nn.Module, data: Split, seed: int, params: list[nn.Parameter] | None = None,
             epochs: int | None = None) -> nn.Module:
-        raise AttributeError(f"{type(self).__name__} must define fit")
+        """Train ``params`` (default all) of ``model`` on ``data`` with the original recipe; returns it."""
 
+    @abstractmethod
     def layers(self, model: nn.Module) -> list[nn.Module]:
         """Trainable blocks in forward order (cf_k / eu_k use the last k)."""
-        raise AttributeError(f"{type(self).__name__} must define layers")
 
     # --- shared helpers --------------------------------------------------
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
