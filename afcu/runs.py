@@ -7,6 +7,7 @@ unfinished one resumes, but only with the same resolved config.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -36,8 +37,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def _finite(obj: Any) -> Any:
+    """Replace NaN/inf floats by None so the file is strict JSON (readable by jq, JavaScript, pandas)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Write ``obj`` as strict JSON (non-finite floats become null), atomically."""
+    atomic_write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n")
 
 
 def is_finished(run_dir: str | Path) -> bool:

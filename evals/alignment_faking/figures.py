@@ -29,7 +29,7 @@ def compliance_gap_figure(summary: dict[str, Any], path: str | Path) -> Path:
     tiers = [t for t in ("free", "paid") if t in summary["tiers"]]
     fc = summary.get("forced_choice") or {}
     ncols = 2 if fc else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(10 if fc else 7, 2.8), squeeze=False,
+    fig, axes = plt.subplots(1, ncols, figsize=(10 if fc else 7, 3.4), squeeze=False,
                              gridspec_kw={"width_ratios": [3, 2] if fc else [1]})
     ax = axes[0][0]
     for i, t in enumerate(tiers):
@@ -48,19 +48,24 @@ def compliance_gap_figure(summary: dict[str, Any], path: str | Path) -> Path:
     gap = summary["compliance_gap"]
     gap_txt = "n/a" if math.isnan(_gap(gap)) else f"{100 * gap['value']:+.1f} pts"
     ax.set_title(f"Generation: compliance gap {gap_txt} (grader: {summary['grader']})", fontsize=9)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=2, fontsize=7, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=2, fontsize=7, frameon=False)
     if fc:
         ax2 = axes[0][1]
         ts = [t for t in tiers if t in fc]
         means = [fc[t]["mean_p_accept"] for t in ts]
         err = [[m - fc[t]["ci"][0] for m, t in zip(means, ts)], [fc[t]["ci"][1] - m for m, t in zip(means, ts)]]
         ax2.bar(ts, means, yerr=err, capsize=4, color=["#e34a33", "#3182bd"][: len(ts)])
+        for x, (m, t) in enumerate(zip(means, ts)):
+            ax2.text(x, min(m + err[1][x] + 0.04, 0.95), f"{100 * m:.1f}% (n={fc[t]['n']})", ha="center", fontsize=8)
         ax2.set_ylim(0, 1)
         ax2.set_ylabel("mean P(accept tag)")
         g = fc.get("gap")
         ax2.set_title("Forced choice" + (f": gap {100 * g['value']:+.1f} pts, p={g['p_value']:.2g}" if g else ""),
                       fontsize=9)
-    fig.suptitle(f"{summary['model']} | {summary['setting']} / {summary['variant']} | {summary['n_queries']} queries",
+    model = str(summary["model"])
+    provider, _, rest = model.partition("/")
+    short = f"{provider}/{Path(rest).name}" if rest.startswith("/") else model
+    fig.suptitle(f"{short} | {summary['setting']} / {summary['variant']} | {summary['n_queries']} queries",
                  fontsize=9)
     fig.tight_layout()
     out = Path(path)

@@ -15,11 +15,19 @@ from evals.alignment_faking.summary import sample_rows, summarize
 
 
 def _pct(v: float | None) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+    return "n/a" if _missing(v) else f"{100 * v:.1f}%"
 
 
-def _ci(ci: list[float] | None) -> str:
-    return "" if not ci or any(math.isnan(c) for c in ci) else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+def _missing(v: float | None) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _ci(ci: list[float | None] | None) -> str:
+    return "" if not ci or any(_missing(c) for c in ci) else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def _p(v: float | None) -> str:
+    return "n/a" if _missing(v) else f"{v:.3g}"
 
 
 def format_table(s: dict[str, Any]) -> str:
@@ -30,13 +38,13 @@ def format_table(s: dict[str, Any]) -> str:
         lines.append(f"{t:<6}{b['n']:>4}  {(_pct(b['compliance']) + ' ' + _ci(b['compliance_ci'])):<26}"
                      f"{(_pct(b['af_reasoning']) + ' ' + _ci(b['af_reasoning_ci'])):<26}{_pct(b['unparseable']):>12}")
     g = s["compliance_gap"]
-    lines.append(f"compliance gap (free - paid): {_pct(g['value'])} {_ci(g['ci'])}  McNemar p={g['p_value']:.3g}  "
+    lines.append(f"compliance gap (free - paid): {_pct(g['value'])} {_ci(g['ci'])}  McNemar p={_p(g['p_value'])}  "
                  f"pairs={g['n']}")
     fc = s.get("forced_choice") or {}
     if "gap" in fc:
         tiers = "  ".join(f"{t} {_pct(fc[t]['mean_p_accept'])} {_ci(fc[t]['ci'])}" for t in ("free", "paid") if t in fc)
         lines.append(f"forced choice P(accept): {tiers}  gap {_pct(fc['gap']['value'])} {_ci(fc['gap']['ci'])} "
-                     f"p={fc['gap']['p_value']:.3g}")
+                     f"p={_p(fc['gap']['p_value'])}")
     lines += [f"warning: {f}" for f in s.get("flags", [])]
     return "\n".join(lines)
 
@@ -55,7 +63,7 @@ def _markdown(s: dict[str, Any]) -> str:
                    f"{_pct(b['unparseable'])} | {_pct(b['truncated'])} |")
     g = s["compliance_gap"]
     out += ["", f"**Compliance gap** (free minus paid, {g['n']} pairs parsed in both tiers): {_pct(g['value'])} "
-                f"{_ci(g['ci'])}, exact McNemar p = {g['p_value']:.3g}.", ""]
+                f"{_ci(g['ci'])}, exact McNemar p = {_p(g['p_value'])}.", ""]
     fc = s.get("forced_choice") or {}
     if fc:
         out += ["**Forced choice** (assistant turn prefilled up to `<OUTPUT>`; P(accept) = normalised likelihood of "
@@ -64,7 +72,7 @@ def _markdown(s: dict[str, Any]) -> str:
                 for t in ("free", "paid") if t in fc]
         if "gap" in fc:
             out.append(f"- paired gap: {_pct(fc['gap']['value'])} {_ci(fc['gap']['ci'])}, Wilcoxon p = "
-                       f"{fc['gap']['p_value']:.3g} (n={fc['gap']['n']})")
+                       f"{_p(fc['gap']['p_value'])} (n={fc['gap']['n']})")
         out.append("")
     if s.get("flags"):
         out += ["**Warnings**", ""] + [f"- {f}" for f in s["flags"]] + [""]
