@@ -167,9 +167,23 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
 class AlignmentFakingEvalCallback(TrainerCallback):
     """Runs :func:`evaluate_policy` at step 0, every ``spec.every`` steps and at the end (rank 0 only)."""
 
-    def __init__(self, spec: EvalSpec, tokenizer: Any, run_dir: str | Path) -> None:
+    def __init__(self, spec: EvalSpec, tokenizer: Any, run_dir: str | Path, trainer: Any = None) -> None:
         self.spec, self.tokenizer, self.run_dir = spec, tokenizer, Path(run_dir)
         self.log_path = self.run_dir / EVAL_LOG
+        self.trainer = trainer  # set after the trainer exists; needed only for DeepSpeed ZeRO-3
+
+    def _run(self, state: Any, model: Any) -> None:
+        """Evaluate on rank 0.  Under ZeRO-3 every rank enters TRL's parameter gathering (a collective)
+        and rank 0 generates with the gathered weights while the others wait at its exit."""
+        t = self.trainer
+        if t is not None and t.is_deepspeed_enabled:
+            from trl.models.utils import unwrap_model_for_generation
+
+            with unwrap_model_for_generation(t.model_wrapped, t.accelerator) as full:
+                if state.is_world_process_zero:
+                    self._evaluate(state, full)
+        elif state.is_world_process_zero:
+            self._evaluate(state, model)
 
     def _evaluate(self, state: Any, model: Any) -> None:
         records = evaluate_policy(model, self.tokenizer, self.spec, state.global_step)
@@ -182,20 +196,18 @@ class AlignmentFakingEvalCallback(TrainerCallback):
         plot_training_curves(self.log_path, self.run_dir / FIGURE)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
-        if not state.is_world_process_zero:
-            return
-        # On resume, records written after the checkpoint belong to the lost future: drop them.
-        kept = [r for r in read_log(self.log_path) if r["step"] <= state.global_step]
-        if self.log_path.exists():
+        if state.is_world_process_zero and self.log_path.exists():
+            # On resume, records written after the checkpoint belong to the lost future: drop them.
+            kept = [r for r in read_log(self.log_path) if r["step"] <= state.global_step]
             atomic_write_text(self.log_path, "".join(json.dumps(r, default=str) + "\n" for r in kept))
         if state.global_step == 0 and self.spec.every > 0:
-            self._evaluate(state, model)
+            self._run(state, model)
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
-        if not state.is_world_process_zero or self.spec.every <= 0:
+        if self.spec.every <= 0:
             return
         if state.global_step % self.spec.every == 0 or state.global_step == state.max_steps:
-            self._evaluate(state, model)
+            self._run(state, model)
 
 
 def plot_training_curves(log_path: str | Path, png: str | Path, xlabel: str = "RL step") -> Path | None:

@@ -7,7 +7,7 @@ sees only the final ``<OUTPUT>`` (``training/rewards.py``), and the policy is ev
 
     afcu train rl --config configs/rl/quick.yaml
     accelerate launch -m training.rl --config configs/rl/quick.yaml
-    accelerate launch --config_file configs/accelerate/zero3.yaml -m training.rl --config configs/rl/paper.yaml
+    accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml -m training.rl --config configs/rl/paper.yaml
 
 Queries come from ``prompts.queries.split_queries``: training prompts use the training side
 only, the evaluation subset the eval side only, so no evaluation query is ever trained on.
@@ -126,6 +126,9 @@ def validate(cfg: Config) -> None:
                             "(pip install 'afcu[gpu]') on a CUDA machine or set use_vllm: false")
         if cfg.vllm_mode == "server" and not cfg.vllm_server_base_url:
             raise AfcuError("rl: vllm_mode server needs vllm_server_base_url (start `trl vllm-serve --model ...` first)")
+    if cfg.eval_every > 0 and os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        raise AfcuError("rl: the in-training evaluation cannot run under FSDP (sharded generation on one rank); "
+                        "set eval_every: 0 and run `afcu eval` on checkpoints, or launch with DDP or DeepSpeed ZeRO-3")
     common.model_path(cfg.model)  # a registry name or an existing folder; nothing is loaded
 
 
@@ -241,6 +244,7 @@ def main(cfg: Config) -> dict[str, Any]:
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=peft_config,
                           callbacks=[common.jsonl_logger(run_dir / "logs" / "train_log.jsonl"), eval_cb])
+    eval_cb.trainer = trainer
     t0 = time.time()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     wall = time.time() - t0
