@@ -114,12 +114,12 @@ class PeakPss(threading.Thread):
 
     def __init__(self, pids: Any) -> None:
         super().__init__(daemon=True)
-        self.pids, self.peak, self._stop = pids, 0, threading.Event()
+        self.pids, self.peak, self._halt = pids, 0, threading.Event()
 
     def run(self) -> None:
         import psutil
 
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             total = 0
             for pid in self.pids():
                 try:
@@ -127,10 +127,10 @@ class PeakPss(threading.Thread):
                 except (psutil.Error, OSError):
                     pass
             self.peak = max(self.peak, total)
-            self._stop.wait(1.0)
+            self._halt.wait(1.0)
 
     def stop(self) -> int:
-        self._stop.set()
+        self._halt.set()
         self.join()
         return self.peak
 
@@ -169,18 +169,16 @@ def _child_eval(cfg: BenchConfig, model: str, kwargs: dict, log_dir: str, queue:
     system = PromptSpec(setting=cfg.setting, variant=cfg.variant).system
     msgs = [ChatMessageSystem(content=system), ChatMessageUser(content=render_user("Name three rivers.", "free"))]
 
-    async def probe() -> list[float]:
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            await m.generate(msgs, config=GenerateConfig(max_tokens=1, temperature=0.0, seed=cfg.seed))
-            times.append(time.perf_counter() - t0)
-        return times
+    async def probe() -> float:
+        # one request: on a loaded 2-core machine each hf prefill of the suite's prompt takes about a minute
+        t0 = time.perf_counter()
+        await m.generate(msgs, config=GenerateConfig(max_tokens=1, seed=cfg.seed))
+        return time.perf_counter() - t0
 
-    ttfts = asyncio.run(probe())
+    ttft = asyncio.run(probe())
     queue.put({"wall_s": wall, "samples": len(log.samples or []), "status": log.status,
                "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-               "ttft_s": sorted(ttfts)[1]})
+               "ttft_s": ttft})
 
 
 def _metrics(server: Any) -> dict[str, float]:
@@ -202,7 +200,14 @@ def run_phase(cfg: BenchConfig, name: str, model: str, kwargs: dict, run: Path, 
     proc.start()
     meter = PeakPss(lambda: engine_pids(proc.pid))
     meter.start()
-    stats = queue.get()
+    while True:  # a child that dies (an error in the eval) must not leave us waiting forever
+        try:
+            stats = queue.get(timeout=5)
+            break
+        except Exception:
+            if not proc.is_alive():
+                meter.stop()
+                raise RuntimeError(f"{name}: the eval process exited with code {proc.exitcode}; see its traceback")
     proc.join()
     stats["peak_pss_bytes"] = meter.stop()
     return stats
