@@ -20,6 +20,8 @@ from afcu.config import config_to_dict
 from afcu.errors import AfcuError
 
 FINISHED = "FINISHED"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 CONFIG = "config.yaml"
 
 
@@ -31,6 +33,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; run files are meant to be shared
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -109,8 +109,7 @@ def _forced_choice(model: Any, tokenizer: Any, samples: list[list[dict[str, str]
             return [fc.forced_choice(tmp, m)["p_accept"] for m in samples]
         finally:
             # Its caches key on the folder and on id(model); a later policy must never hit them.
-            fc._load.cache_clear()
-            fc._PREFIX.clear()
+            fc.clear_cache()
 
 
 def evaluate_policy(model: Any, tokenizer: Any, spec: EvalSpec, step: int) -> list[dict[str, Any]]:

@@ -72,6 +72,12 @@ def continuation_logprobs(folder: str | Path, messages: list[dict[str, str]], pr
 _PREFIX: dict[int, tuple[list[int], Any]] = {}
 
 
+def clear_cache() -> None:
+    """Forget loaded models and cached prompt prefixes (call after the weights on disk changed)."""
+    _load.cache_clear()
+    _PREFIX.clear()
+
+
 def _prefix_forward(model: Any, ids: list[int]) -> Any:
     """Forward ``ids`` reusing the KV cache of the longest prefix shared with the previous call.
 

@@ -114,7 +114,7 @@ def test_malformed_query_file(tmp_path, capsys):
     bad = tmp_path / "q.jsonl"
     bad.write_text('{"q": "fine"}\n{not json\n')
     assert cli_main(["eval", "--queries", str(bad), "--query-field", "q", "--out", str(tmp_path / "r")]) == 2
-    assert "line 2" in capsys.readouterr().err
+    assert "q.jsonl:2: malformed JSON" in capsys.readouterr().err
 
 
 def test_finished_run_is_refused(tmp_path, capsys):
