@@ -238,6 +238,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 @pytest.mark.vllm
+@pytest.mark.slow  # runs the real model through both providers; threshold not yet confirmed on a quiet machine
 def test_greedy_outputs_agree_with_hf_provider(vllm_server) -> None:
     """The default engine (vLLM, bf16) vs inspect's stock hf provider (fp32, its default), greedy.
 
