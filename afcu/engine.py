@@ -210,7 +210,8 @@ def _endpoint(key: str) -> tuple[int, str]:
     engine_dir().mkdir(parents=True, exist_ok=True)
     key_file = engine_dir() / "api_key"
     if not key_file.exists():
-        atomic_write_json(key_file, secrets.token_urlsafe(16))  # mkstemp: created 0600
+        atomic_write_json(key_file, secrets.token_urlsafe(16))
+        os.chmod(key_file, 0o600)  # run files are group-readable; the key is not
     api_key = json.loads(key_file.read_text())
     port_file = engine_dir() / f"{key}.port"
     port = _free_port(int(port_file.read_text()) if port_file.exists() else 0)
@@ -260,6 +261,7 @@ def start_server(model_dir: Path, settings: EngineSettings = EngineSettings(), l
                             f"{_last_lines(log)}")
         if is_healthy(server):
             atomic_write_json(_state_path(key), asdict(server))
+            os.chmod(_state_path(key), 0o600)  # holds the key
             if not keep:
                 atexit.register(stop_server, server)
             return server

@@ -135,6 +135,7 @@ def test_start_reuse_and_stop(tiny_model_dir: Path, fake_vllm: Path) -> None:
 
     # a second run on the same model and settings reuses the healthy server
     (server,) = engine.list_servers()
+    assert (engine.engine_dir() / "api_key").stat().st_mode & 0o077 == 0  # the key is private
     again, started = engine.ensure_server(tiny_model_dir.resolve(), settings, run_dir=fake_vllm / "run2")
     assert not started and again.pid == server.pid and again.api_key == key
     assert json.loads((fake_vllm / "run2" / "engine" / "engine.json").read_text())["reused"] is True
