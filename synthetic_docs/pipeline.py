@@ -20,7 +20,6 @@ from typing import Any
 import yaml
 
 from afcu.config import config_to_dict
-from afcu.errors import AfcuError
 from afcu.models import EMBEDDED
 from afcu.runs import CONFIG, atomic_write_json, atomic_write_text, is_finished, mark_finished, prepare_run
 from synthetic_docs import stages
@@ -36,7 +35,7 @@ NON_RESULT_KEYS = ("overwrite", "concurrency")
 class Config:
     universe: str = field(default="helpful_only", metadata={"help": "built-in universe name or a universe YAML path"})
     generator: str = field(default=EMBEDDED, metadata={"help": "registry name, model folder or inspect model string"})
-    engine: str = field(default="hf", metadata={"help": "for local models: hf, vllm or auto (vllm if installed)"})
+    engine: str = field(default="auto", metadata={"help": "for local models: auto (vLLM if installed, else hf), vllm or hf"})
     n_docs: int = field(default=40, metadata={"help": "documents to generate (before filters)"})
     out: str = field(default="", metadata={"help": "run folder (default runs/docs-<universe>)"})
     cache_dir: str = field(default="", metadata={"help": "stage caches (default <out>/cache); share it across runs"})
@@ -70,18 +69,10 @@ class Config:
 def resolve_generator(name: str, engine: str, run_dir: Path | None = None) -> tuple[str, dict[str, Any]]:
     """(inspect model string, ``get_model`` keyword arguments) for a registry name, folder or model string.
 
-    ``engine="hf"`` never touches the vLLM engine; ``vllm``/``auto`` use ``afcu.engine`` when present.
+    ``engine="hf"`` never touches the vLLM engine; ``vllm``/``auto`` go through ``afcu.engine``.
     """
-    from afcu.models import to_inspect_model
+    from afcu.engine import resolve_engine_model
 
-    if engine == "hf":
-        return to_inspect_model(name), {}
-    try:
-        from afcu.engine import resolve_engine_model
-    except ImportError:
-        if engine == "vllm":
-            raise AfcuError("engine 'vllm' needs afcu/engine.py, which this checkout lacks; use --engine hf") from None
-        return to_inspect_model(name), {}
     model, kw = resolve_engine_model(name, engine, run_dir)
     extra = dict(kw.get("model_args", {}))
     if kw.get("model_base_url"):
