@@ -65,7 +65,7 @@ class VisionTrack:
         path = run_dir / "checkpoints" / f"original_{name}_seed{seed}.pt"
         model = self.task.new_model(seed)
         if path.exists():
-            model.load_state_dict(torch.load(path, map_location=self.task.device))
+            model.load_state_dict(torch.load(path, map_location=self.task.device, weights_only=True))
             return model.eval()
         self.task.fit(model, md.train, seed=seed)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ def test_two_process_importance_matches_one_process(tmp_path):
                            "--master_port", "29517", str(HERE / "dist_importance.py"), str(out)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    two = torch.load(out)
+    two = torch.load(out, weights_only=True)
     one = compute()
     assert set(one) == set(two)
     for n in one:
