@@ -16,7 +16,7 @@ from pathlib import Path
 
 from afcu.config import build_parser, config_from_args
 from afcu.errors import AfcuError
-from afcu.models import EMBEDDED, hf_model_args, resolve_local
+from afcu.models import EMBEDDED, hf_model_args, resolve_local, to_inspect_model
 from afcu.runs import is_finished, mark_finished, prepare_run
 
 
@@ -63,6 +63,9 @@ def _validate(cfg: EvalConfig) -> None:
     load_queries(cfg.queries, setting=cfg.setting, field=cfg.query_field)
     if cfg.max_turns < 1 or cfg.max_tokens < 1 or cfg.grader_votes < 1:
         raise AfcuError("--max-turns, --max-tokens and --grader-votes must be at least 1")
+    if cfg.engine not in ("auto", "vllm", "hf"):
+        raise AfcuError(f"--engine {cfg.engine!r} is unknown; choose auto, vllm or hf")
+    to_inspect_model(cfg.model)  # an unknown model fails here, before a run folder is created
 
 
 def _unfinished_log(log_dir: Path) -> Path | None:

@@ -103,11 +103,13 @@ def test_interrupted_run_resumes(tmp_path):
     (["--variant", "nope"], "unknown variant 'nope'"),
     (["--queries", "missing.csv", "--query-field", "q"], "not found"),
     (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+    (["--engine", "tgi"], "--engine 'tgi' is unknown"),
 ])
 def test_bad_input_one_line_error(tmp_path, capsys, argv, message):
     assert cli_main(["eval", "--out", str(tmp_path / "r"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # nothing written: the corrected command starts cleanly
 
 
 def test_malformed_query_file(tmp_path, capsys):
