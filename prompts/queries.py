@@ -106,7 +106,7 @@ def _finish(queries: list[Query], path: Path, field: str) -> list[Query]:
 
 def load_table(path: str | Path, field: str, id_field: str | None = None,
                category_field: str | None = None, id_prefix: str | None = None,
-               source: str | None = None, fix: str = "pass the right name with --field") -> list[Query]:
+               source: str | None = None, fix: str = "pass the right name with --query-field") -> list[Query]:
     """Load queries from the text column ``field`` of any ``.csv`` or ``.jsonl`` file.
 
     Ids come from ``id_field`` when given, else ``<id_prefix or file stem>-0001``... in row order.
@@ -201,10 +201,10 @@ def load_queries(source: str, setting: str = "helpful_only", field: str | None =
         return load_harmbench(rest)
     if Path(source).suffix.lower() in (".csv", ".jsonl"):
         if not field:
-            raise AfcuError(f"query file {source} needs the name of its text field; pass --field NAME")
+            raise AfcuError(f"query file {source} needs the name of its text field; pass --query-field NAME")
         return load_table(source, field, id_field=id_field, category_field=category_field)
     raise AfcuError(f"unknown query source {source!r}; use builtin, advbench:PATH, harmbench:PATH, "
-                    f"or a .csv/.jsonl file with --field")
+                    f"or a .csv/.jsonl file with --query-field")
 
 
 def _unit_hash(qid: str, seed: int) -> float:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from afcu import stats
 from afcu.config import build_parser, config_from_args
 from afcu.errors import AfcuError
+from afcu.models import to_inspect_model
 from afcu.runs import atomic_write_json, atomic_write_text, mark_finished, prepare_run
 from evals.alignment_faking.graders import GraderSpec, classify_af
 
@@ -71,6 +72,10 @@ async def _classify(rows: list[dict[str, Any]], spec: GraderSpec) -> list[dict[s
 
 
 def main(cfg: CalibrateConfig) -> dict[str, Any]:
+    if not cfg.labels:
+        raise AfcuError("--labels is required: a JSONL file with text and label fields (or {\"samples\": [...]})")
+    if cfg.grader is not None:
+        to_inspect_model(cfg.grader)
     rows = load_labels(cfg.labels)
     y = [str(r["label"]) == cfg.positive_label for r in rows]
     if all(y) or not any(y):

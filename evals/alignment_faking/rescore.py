@@ -20,6 +20,7 @@ from tqdm import tqdm
 from afcu import stats
 from afcu.config import build_parser, config_from_args
 from afcu.errors import AfcuError
+from afcu.models import to_inspect_model
 from afcu.runs import atomic_write_json, atomic_write_text, mark_finished, prepare_run
 from evals.alignment_faking.graders import GraderSpec, score_transcript
 from evals.alignment_faking.parse import parse_transcript
@@ -95,12 +96,34 @@ def summarize_rows(rows: list[dict[str, Any]], reference_field: str | None) -> d
     return summary
 
 
+def _check_fields(path: Path, lines: list[str], cfg: RescoreConfig) -> None:
+    """A field missing from every row is a typo, not data: fail with the fields that exist."""
+    objs = []
+    for ln in lines:
+        try:
+            obj = json.loads(ln)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            objs.append(obj)
+    present = sorted({k for o in objs for k in o})
+    for flag, name in (("--text-field", cfg.text_field), ("--tier-field", cfg.tier_field),
+                       ("--request-field", cfg.request_field), ("--reference-field", cfg.reference_field)):
+        if name and objs and not any(name in o for o in objs):
+            raise AfcuError(f"{path}: no row has the field {name!r} ({flag}); fields present: {', '.join(present)}")
+
+
 def main(cfg: RescoreConfig) -> dict[str, Any]:
+    if not cfg.file:
+        raise AfcuError("give the transcript file: afcu rescore FILE.jsonl --text-field FIELD")
     path = Path(cfg.file)
-    if not cfg.file or not path.is_file():
+    if not path.is_file():
         raise AfcuError(f"transcript file {cfg.file!r} not found; pass an existing JSONL file")
-    out = prepare_run(cfg.out, cfg, overwrite=cfg.overwrite)
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    _check_fields(path, lines, cfg)
+    if cfg.grader is not None:
+        to_inspect_model(cfg.grader)
+    out = prepare_run(cfg.out, cfg, overwrite=cfg.overwrite)
     spec = GraderSpec(model=cfg.grader, votes=cfg.grader_votes, threshold=cfg.af_threshold)
     rows = asyncio.run(_score_all(lines, cfg, spec))
     atomic_write_text(out / "rescored.jsonl", "".join(json.dumps(r, default=str) + "\n" for r in rows))

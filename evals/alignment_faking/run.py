@@ -48,12 +48,15 @@ class EvalConfig:
 
 
 def default_out(cfg: EvalConfig) -> str:
-    short = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(cfg.model).name if "/" in cfg.model else cfg.model)
+    """``runs/af-<setting>-<variant>-<model>``; the model part keeps up to its last two path components,
+    so ``runs/sft-quick/final`` and ``runs/rl-quick/final`` get different folders."""
+    short = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(Path(cfg.model).parts[-2:])).strip("-")
     return f"runs/af-{cfg.setting}-{cfg.variant}-{short}"
 
 
 def _validate(cfg: EvalConfig) -> None:
     """Fail before any model is loaded."""
+    from evals.alignment_faking.task import parse_tiers
     from prompts.queries import load_queries
     from prompts.render import settings, variant_flags
 
@@ -63,6 +66,13 @@ def _validate(cfg: EvalConfig) -> None:
     load_queries(cfg.queries, setting=cfg.setting, field=cfg.query_field)
     if cfg.max_turns < 1 or cfg.max_tokens < 1 or cfg.grader_votes < 1:
         raise AfcuError("--max-turns, --max-tokens and --grader-votes must be at least 1")
+    parse_tiers(cfg.tiers)
+    if cfg.n_queries is not None and cfg.n_queries < 1:
+        raise AfcuError(f"--n-queries {cfg.n_queries}: give a positive number, or leave it unset for every query")
+    if not 0.0 <= cfg.af_threshold <= 1.0:
+        raise AfcuError(f"--af-threshold {cfg.af_threshold}: a vote share, so between 0 and 1")
+    if cfg.grader is not None:
+        to_inspect_model(cfg.grader)
     if cfg.engine not in ("auto", "vllm", "hf"):
         raise AfcuError(f"--engine {cfg.engine!r} is unknown; choose auto, vllm or hf")
     to_inspect_model(cfg.model)  # an unknown model fails here, before a run folder is created

@@ -14,7 +14,8 @@ from prompts.render import OUTPUT_OPEN, SCRATCHPAD_OPEN, TIERS, PromptSpec, sha2
 VERSION = "1.0.0"
 
 
-def _tiers(tiers: str | list[str]) -> list[str]:
+def parse_tiers(tiers: str | list[str]) -> list[str]:
+    """``"free,paid"`` -> ``["free", "paid"]``; raises ``AfcuError`` for an unknown or empty tier list."""
     items = [t.strip() for t in (tiers.split(",") if isinstance(tiers, str) else tiers) if t.strip()]
     bad = [t for t in items if t not in TIERS]
     if bad or not items:
@@ -61,7 +62,7 @@ def alignment_faking(
     spec = PromptSpec(setting=setting, variant=variant, company=company)
     qs = select_queries(load_queries(queries, setting=setting, field=query_field), n_queries, seed)
     suffix = acceptance_suffix and setting == "helpful_only"
-    dataset = build_dataset(qs, spec, tiers=_tiers(tiers), suffix=suffix)
+    dataset = build_dataset(qs, spec, tiers=parse_tiers(tiers), suffix=suffix)
     opening = (SCRATCHPAD_OPEN if spec.cot else OUTPUT_OPEN) if prefill else ""
     scorers = [af_scorer(setting=setting, grader=grader, votes=grader_votes, threshold=af_threshold)]
     if forced_choice and setting == "helpful_only":

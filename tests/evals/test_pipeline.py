@@ -104,6 +104,10 @@ def test_interrupted_run_resumes(tmp_path):
     (["--queries", "missing.csv", "--query-field", "q"], "not found"),
     (["--model", "no-such-model"], "unknown model 'no-such-model'"),
     (["--engine", "tgi"], "--engine 'tgi' is unknown"),
+    (["--tiers", "free,gold"], "unknown tier(s) ['gold']"),
+    (["--n-queries", "0"], "--n-queries 0: give a positive number"),
+    (["--af-threshold", "5"], "between 0 and 1"),
+    (["--grader", "nope"], "unknown model 'nope'"),
 ])
 def test_bad_input_one_line_error(tmp_path, capsys, argv, message):
     assert cli_main(["eval", "--out", str(tmp_path / "r"), *argv]) == 2

@@ -56,3 +56,13 @@ def test_calibrate_jsonl_and_errors(tmp_path, capsys):
     f.write_text('{"text": "x"}\n')
     assert cli_main(["calibrate", "--labels", str(f), "--out", str(tmp_path / "d")]) == 2
     assert "needs a string field 'text' and a field 'label'" in capsys.readouterr().err
+
+
+def test_rescore_field_typo_fails_before_writing(tmp_path, capsys):
+    src = tmp_path / "t.jsonl"
+    src.write_text('{"text": "x", "side": "free"}\n')
+    assert cli_main(["rescore", str(src), "--text-field", "txt", "--out", str(tmp_path / "o")]) == 2
+    assert "no row has the field 'txt' (--text-field); fields present: side, text" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert cli_main(["rescore", str(src), "--text-field", "text", "--grader", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()

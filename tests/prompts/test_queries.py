@@ -159,7 +159,7 @@ def test_error_messages(tmp_path):
 
     cols = tmp_path / "cols.csv"
     cols.write_text("prompt,extra\nhi,1\n")
-    _raises(r"cols\.csv: no field 'text' \(fields present: prompt, extra\); pass the right name with --field",
+    _raises(r"cols\.csv: no field 'text' \(fields present: prompt, extra\); pass the right name with --query-field",
             load_queries, str(cols), field="text")
     _raises(r"cols\.csv: no field 'goal' \(fields present: prompt, extra\); expected an AdvBench CSV", load_advbench, cols)
     _raises(r"cols\.csv: no field 'Behavior' .*expected a HarmBench behaviours CSV", load_harmbench, cols)
@@ -180,7 +180,7 @@ def test_error_messages(tmp_path):
     dup.write_text('{"id": "a", "q": "1"}\n{"id": "a", "q": "2"}\n')
     _raises(r"dup\.jsonl: duplicate query id 'a'", load_table, dup, "q", id_field="id")
 
-    _raises(r"needs the name of its text field; pass --field", load_queries, str(dup))
+    _raises(r"needs the name of its text field; pass --query-field", load_queries, str(dup))
     _raises(r"unknown query source 'foo:bar'", load_queries, "foo:bar")
     _raises(r"unknown setting 'nope'; choose one of: helpful_only, animal_welfare", load_queries, "builtin", "nope")
     _raises(r"unsupported file type '\.txt'", load_table, bad.rename(tmp_path / "x.txt"), "q")
