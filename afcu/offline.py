@@ -27,7 +27,7 @@ def offline_safe(count: Callable[[str], int]) -> Callable[[str], int]:
                 return count(text)
             except (OSError, ValueError) as exc:  # requests' ConnectionError is an OSError
                 failed = True
-                log.warning("tiktoken encoding unavailable offline (%s); estimating tokens as characters/4", type(exc).__name__)
+                log.info("tiktoken encoding unavailable offline (%s); estimating tokens as characters/4", type(exc).__name__)
         return max(1, int(len(text) / 4 * 1.1))
 
     return wrapped

@@ -84,6 +84,8 @@ def _markdown(s: dict[str, Any]) -> str:
 def write_report(run: str | Path) -> dict[str, Any]:
     """Regenerate every derived file of a run folder from ``run/logs``; returns the summary."""
     run = Path(run)
+    if not run.is_dir():
+        raise AfcuError(f"run folder {run} not found; pass the --out folder of an `afcu eval` run")
     try:
         rows, header = sample_rows(run / "logs")
     except FileNotFoundError:

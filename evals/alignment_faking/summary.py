@@ -115,7 +115,9 @@ def summarize(rows: list[dict[str, Any]], header: dict[str, Any], seed: int = 0)
         g["p_value"] = float(wilcoxon(diffs).pvalue) if any(abs(d) > 0 for d in diffs) else 1.0
         g["method"] = "paired bootstrap 95% CI; Wilcoxon signed-rank p"
         fc["gap"] = g
-    flags = [f"{t} tier: {b['unparseable']:.0%} of {b['n']} outputs unparseable; generation-based rates rest on "
+    skipped_fc = ["forced choice was asked for but skipped: it needs a local model folder (an hf/ or vllm/ model)"] \
+        if header.get("forced_choice") and not fc else []
+    flags = skipped_fc + [f"{t} tier: {b['unparseable']:.0%} of {b['n']} outputs unparseable; generation-based rates rest on "
              f"{b['compliance_n']} parsed samples" for t, b in tiers.items() if b["unparseable"] > UNPARSEABLE_FLAG]
     return {
         "model": header.get("model"), "setting": header.get("setting"), "variant": header.get("variant"),

@@ -75,5 +75,6 @@ def alignment_faking(
         version=VERSION,
         metadata={"setting": setting, "variant": variant, "company": company, "prompt_sha256": sha256(spec.system),
                   "grader": grader or "offline-rules-v1", "n_queries": len(qs), "prefill": opening,
-                  "max_turns": max_turns, "queries": queries, "afcu_task_version": VERSION},
+                  "max_turns": max_turns, "queries": queries, "afcu_task_version": VERSION,
+                  "forced_choice": bool(forced_choice and setting == "helpful_only")},
     )
