@@ -102,9 +102,20 @@ def _prefix_forward(model: Any, ids: list[int]) -> Any:
     return outputs
 
 
+def _plausible(*logps: float) -> bool:
+    """A tag is ~10 tokens; a sum below -1000 nats (or non-finite) means a numerical fault, not a probability."""
+    return all(math.isfinite(x) and x > -1000.0 for x in logps)
+
+
 def forced_choice(folder: str | Path, messages: list[dict[str, str]]) -> dict[str, float]:
     """``{"logp_accept", "logp_reject", "p_accept"}`` for one rendered sample (nats; p in [0, 1])."""
     la, lr = continuation_logprobs(folder, messages, PREFILL, [ACCEPT_TAG, REJECT_TAG])
+    if not _plausible(la, lr):
+        # Seen once inside a threaded eval (values near -1e19): drop every cache and recompute from scratch.
+        clear_cache()
+        la, lr = continuation_logprobs(folder, messages, PREFILL, [ACCEPT_TAG, REJECT_TAG])
+    if not _plausible(la, lr):
+        return {"logp_accept": float("nan"), "logp_reject": float("nan"), "p_accept": float("nan")}
     m = max(la, lr)
     p = math.exp(la - m) / (math.exp(la - m) + math.exp(lr - m))
     return {"logp_accept": la, "logp_reject": lr, "p_accept": p}
