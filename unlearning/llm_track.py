@@ -12,7 +12,6 @@ For ``sdf_implant`` the implant is measured by ``implant_ppl`` (held-out documen
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from torch import nn
 
 from afcu.config import config_from_dict
 from afcu.errors import AfcuError
+from unlearning.checkpoints import fit_or_load
 from unlearning.data import Split
 from unlearning.llm import LLMTask, encode
 from unlearning.llm_data import make_pairs
@@ -83,16 +83,7 @@ class LLMTrack:
     def original(self, md: ManipulatedData, name: str, seed: int, run_dir: Path) -> nn.Module:
         """The base model fine-tuned on the manipulated D; weights cached under checkpoints/."""
         path = run_dir / "checkpoints" / f"original_{name}_seed{seed}.pt"
-        model = self.task.new_model(seed)
-        if path.exists():
-            model.load_state_dict(torch.load(path, map_location=self.task.device, weights_only=True))
-            return model.eval()
-        self.task.fit(model, md.train, seed=seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-        return model
+        return fit_or_load(self.task, md.train, seed, path)
 
     def accuracy(self, model: nn.Module, data: Split) -> float:
         """Teacher-forced token accuracy against the split's own labels (selection scorer)."""

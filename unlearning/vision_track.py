@@ -6,7 +6,6 @@ Datasets: ``digits`` (scikit-learn's bundled 8x8 digits; CPU, minutes) and
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from torch import nn
 
 from afcu.config import config_from_dict
 from afcu.errors import AfcuError
+from unlearning.checkpoints import fit_or_load
 from unlearning.data import Split
 from unlearning.manipulations import MANIPULATIONS, ManipulatedData, ManipulationConfig
 from unlearning.vision import VisionTask, load_digits_splits
@@ -63,16 +63,7 @@ class VisionTrack:
     def original(self, md: ManipulatedData, name: str, seed: int, run_dir: Path) -> nn.Module:
         """The model trained on the manipulated D with the recipe; cached under checkpoints/."""
         path = run_dir / "checkpoints" / f"original_{name}_seed{seed}.pt"
-        model = self.task.new_model(seed)
-        if path.exists():
-            model.load_state_dict(torch.load(path, map_location=self.task.device, weights_only=True))
-            return model.eval()
-        self.task.fit(model, md.train, seed=seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-        return model
+        return fit_or_load(self.task, md.train, seed, path)
 
     def evaluate(self, model: nn.Module, md: ManipulatedData, name: str) -> dict[str, float | None]:
         """acc_corr, acc_retain (utility = acc_retain); asr for badnets (patched images -> target class)."""
