@@ -132,3 +132,14 @@ def save_final(trainer: Any, run_dir: Path, base_model: str, lora: bool) -> Path
         os.replace(partial, final)
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+def run_as_script(cli_main: Any, prog: str) -> None:
+    """``python -m training.<prog>``: run ``cli_main`` and turn an ``AfcuError`` into one line and exit 2."""
+    import sys
+
+    try:
+        raise SystemExit(cli_main())
+    except AfcuError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

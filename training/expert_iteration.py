@@ -25,7 +25,6 @@ from typing import Any, Sequence
 
 from afcu.config import build_parser as _build_parser
 from afcu.config import config_from_args
-from afcu.errors import AfcuError
 from afcu.models import EMBEDDED
 from afcu.runs import atomic_write_json, atomic_write_text, mark_finished, prepare_run
 from training import common
@@ -200,10 +199,6 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
+    from training.common import run_as_script
 
-    try:
-        raise SystemExit(cli_main())
-    except AfcuError as exc:
-        print(f"training.expert_iteration: error: {exc}", file=sys.stderr)
-        raise SystemExit(2)
+    run_as_script(cli_main, "training.expert_iteration")

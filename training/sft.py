@@ -217,10 +217,6 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
+    from training.common import run_as_script
 
-    try:
-        raise SystemExit(cli_main())
-    except AfcuError as exc:
-        print(f"training.sft: error: {exc}", file=sys.stderr)
-        raise SystemExit(2)
+    run_as_script(cli_main, "training.sft")
