@@ -44,7 +44,10 @@ def continuation_logprobs(folder: str | Path, messages: list[dict[str, str]], pr
     """
     import torch
 
-    model, tok = _load(str(folder))
+    # Loading under the lock too: from_pretrained flips process-wide state (default dtype,
+    # skipped weight init), so two scorer threads loading at once can get garbage weights.
+    with _LOCK:
+        model, tok = _load(str(folder))
     if not tok.chat_template:
         raise ValueError(f"{folder}: tokenizer has no chat template; forced choice needs one")
     prompt = tok.apply_chat_template(messages + [{"role": "assistant", "content": prefill}],
@@ -74,8 +77,9 @@ _PREFIX: dict[int, tuple[list[int], Any]] = {}
 
 def clear_cache() -> None:
     """Forget loaded models and cached prompt prefixes (call after the weights on disk changed)."""
-    _load.cache_clear()
-    _PREFIX.clear()
+    with _LOCK:
+        _load.cache_clear()
+        _PREFIX.clear()
 
 
 def _prefix_forward(model: Any, ids: list[int]) -> Any:

@@ -84,6 +84,29 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def _restore_secrets(pending: Path, kwargs: dict) -> None:
+    """Give ``eval_retry`` what inspect leaves out of a log: the local server's API key.
+
+    inspect strips ``api_key`` from the logged ``model_args``, so a retry would reach
+    the vLLM server with the provider's default key and get 401 Unauthorized; its
+    ``vllm/`` provider reads ``VLLM_API_KEY`` instead.  The base URL is logged, so the
+    server must still be on that port (afcu keeps one port per model and settings).
+    Raises ``AfcuError`` when the server moved to another port.
+    """
+    import os
+
+    from inspect_ai.log import read_eval_log
+
+    key = kwargs.get("model_args", {}).get("api_key")
+    if key is None:
+        return
+    os.environ["VLLM_API_KEY"] = key
+    logged = read_eval_log(str(pending), header_only=True).eval.model_base_url
+    if logged and kwargs.get("model_base_url") and logged != kwargs["model_base_url"]:
+        raise AfcuError(f"{pending}: the interrupted run used the vLLM server at {logged}, now at "
+                        f"{kwargs['model_base_url']}; free that port and rerun, or start over with --overwrite")
+
+
 def _unfinished_log(log_dir: Path) -> Path | None:
     from inspect_ai.log import read_eval_log
 
@@ -119,6 +142,7 @@ def main(cfg: EvalConfig) -> dict:
     pending = _unfinished_log(log_dir)
     if pending is not None:
         print(f"afcu eval: resuming {pending.name} (finished samples are kept)", file=sys.stderr)
+        _restore_secrets(pending, kwargs)
         logs = eval_retry(str(pending), **common)
     else:
         task = alignment_faking(

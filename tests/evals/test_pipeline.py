@@ -173,3 +173,24 @@ def test_forced_choice_matches_full_forward(tiny_model_dir):
             lp = torch.log_softmax(model(ids).logits[0, :-1], -1).gather(-1, ids[0, 1:, None])[n - 1:].sum()
         assert value == pytest.approx(float(lp), abs=1e-3)
     assert len(tok("<request_fully_accepted/>", add_special_tokens=False).input_ids) > 1  # sequence, not first token
+
+
+def test_resume_restores_the_engine_key_inspect_leaves_out_of_logs(tmp_path, monkeypatch):
+    """inspect strips api_key from logged model_args; a retry must still reach afcu's vLLM server."""
+    from afcu.errors import AfcuError
+    from evals.alignment_faking.run import _restore_secrets
+
+    task = alignment_faking(n_queries=1, forced_choice=False, max_turns=1)
+    url = "http://127.0.0.1:9/v1"
+    log = inspect_eval(task, model="mockllm/model", display="none", log_dir=str(tmp_path), model_base_url=url,
+                       model_args={"custom_outputs": [_out("x")] * 4, "api_key": "secret-123"})[0]
+    path = tmp_path / log.location.split("/")[-1]
+    assert log.eval.model_base_url == url
+    assert "secret-123" not in json.dumps(log.eval.model_args, default=str)  # why the key must be restored
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    _restore_secrets(path, {"model_base_url": url, "model_args": {"api_key": "secret-123"}})
+    import os
+
+    assert os.environ["VLLM_API_KEY"] == "secret-123"
+    with pytest.raises(AfcuError, match="127.0.0.1:9/v1.*now at"):
+        _restore_secrets(path, {"model_base_url": "http://127.0.0.1:10/v1", "model_args": {"api_key": "k"}})
