@@ -11,7 +11,7 @@ MFU (Chowdhery et al. 2022, app. B, without the attention term): 2 x parameters 
 computed, over wall time, over the measured matmul peak.  Tokens computed are prompt plus
 output tokens, minus prompt tokens vLLM served from its prefix cache (read from /metrics).
 
-    python benchmarks/eval_throughput.py --quick      # 19 min on a loaded 2-core machine (see docs)
+    python benchmarks/eval_throughput.py --quick      # ~8 min on a quiet 2-core machine (see docs)
     python benchmarks/eval_throughput.py              # the figures in docs/engine.md
 """
 
