@@ -48,7 +48,7 @@ demo: setup setup-vllm
 	$(VENV)/bin/afcu eval --out runs/demo --overwrite
 
 test: setup
-	$(PY) -m pytest -q -m "not gpu and not slow" tests
+	$(PY) -m pytest -q -rs -m "not gpu and not slow" tests
 
 test-all: setup
 	$(PY) -m pytest -q -m "not gpu" tests

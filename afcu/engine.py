@@ -351,7 +351,7 @@ def ensure_server(model_dir: Path, settings: EngineSettings = EngineSettings(), 
 
 
 def resolve_engine_model(name: str, engine: str = "auto", run_dir: Path | None = None,
-                         settings: EngineSettings | None = None) -> tuple[str, dict[str, Any]]:
+                         settings: EngineSettings | None = None, start: bool = True) -> tuple[str, dict[str, Any]]:
     """Turn a model name into (inspect model string, keyword arguments for ``inspect_ai.eval``).
 
     ``name``: a registry name or local model folder (served locally), or any inspect model
@@ -359,7 +359,8 @@ def resolve_engine_model(name: str, engine: str = "auto", run_dir: Path | None =
     ``hf/`` with a one-line notice on stderr), ``vllm`` or ``hf``.  For vLLM the dict is
     ``{"model_base_url": "http://127.0.0.1:<port>/v1", "model_args": {"api_key": ...}}``;
     for ``get_model`` pass ``base_url=d["model_base_url"], **d["model_args"]``.
-    ``settings`` default to :meth:`EngineSettings.from_env`.
+    ``settings`` default to :meth:`EngineSettings.from_env`.  ``start=False`` only names the
+    model (``vllm/<folder>``, ``{}``) without starting a server: for work served from a cache.
     Raises ``AfcuError`` for an unknown name or engine, or ``engine="vllm"`` without vLLM.
     """
     if engine not in ("auto", "vllm", "hf"):
@@ -381,6 +382,8 @@ def resolve_engine_model(name: str, engine: str = "auto", run_dir: Path | None =
         print(f"afcu: vLLM not installed (run `make setup-vllm`); using the slower hf/ provider for {local.name}",
               file=sys.stderr)
         return f"hf/{local}", {}
+    if not start:
+        return f"vllm/{local}", {}
     server, started = ensure_server(local, settings or EngineSettings.from_env(), run_dir)
     print(f"afcu: vLLM engine {'started' if started else 'reused'} for {local.name} at {server.base_url}",
           file=sys.stderr)

@@ -66,14 +66,15 @@ class Config:
             raise ValueError(f"engine must be hf, vllm or auto, not {self.engine!r}")
 
 
-def resolve_generator(name: str, engine: str, run_dir: Path | None = None) -> tuple[str, dict[str, Any]]:
+def resolve_generator(name: str, engine: str, run_dir: Path | None = None,
+                      start: bool = True) -> tuple[str, dict[str, Any]]:
     """(inspect model string, ``get_model`` keyword arguments) for a registry name, folder or model string.
 
     ``engine="hf"`` never touches the vLLM engine; ``vllm``/``auto`` go through ``afcu.engine``.
     """
     from afcu.engine import resolve_engine_model
 
-    model, kw = resolve_engine_model(name, engine, run_dir)
+    model, kw = resolve_engine_model(name, engine, run_dir, start=start)
     extra = dict(kw.get("model_args", {}))
     if kw.get("model_base_url"):
         extra["base_url"] = kw["model_base_url"]
@@ -121,7 +122,7 @@ async def _generate(cfg: Config, model: Any, generator_id: str, cache_dir: Path,
         if cfg.judge:
             from inspect_ai.model import get_model
 
-            judge_id, kw = resolve_generator(cfg.judge, cfg.engine)
+            judge_id, kw = resolve_generator(cfg.judge, cfg.engine, start=not cache_only)
             judge = None if cache_only else get_model(judge_id, **kw)
         stage_stats["judge"] = await stages.judge_facts(judge, judge_id, universe, docs, s,
                                                         StageCache(cache_dir / "judge.jsonl"))
@@ -153,7 +154,8 @@ def main(cfg: Config, model: Any = None) -> dict[str, Any]:
     if model is not None:
         generator_id = str(model)
     else:
-        generator_id, kw = resolve_generator(cfg.generator, cfg.engine, out)
+        # A finished run re-derived from its cache needs the model's name (a cache key), not a server.
+        generator_id, kw = resolve_generator(cfg.generator, cfg.engine, out, start=not rederive)
         if not rederive:
             from inspect_ai.model import GenerateConfig, get_model
 

@@ -96,6 +96,13 @@ def test_engine_hf_is_honoured_even_with_vllm(tiny_model_dir: Path, fake_vllm: P
     assert engine.resolve_engine_model(str(tiny_model_dir), engine="hf") == (f"hf/{tiny_model_dir.resolve()}", {})
 
 
+def test_naming_without_start_launches_nothing(tiny_model_dir: Path, fake_vllm: Path) -> None:
+    """A finished docs run re-derived from its cache needs the model string only, not a server."""
+    got = engine.resolve_engine_model(str(tiny_model_dir), engine="vllm", start=False)
+    assert got == (f"vllm/{tiny_model_dir.resolve()}", {})
+    assert engine.list_servers() == []
+
+
 def test_settings_change_the_server_key_and_flags(tiny_model_dir: Path) -> None:
     a, b = engine.EngineSettings(), engine.EngineSettings(max_num_seqs=4)
     assert engine.server_key(tiny_model_dir, a) != engine.server_key(tiny_model_dir, b)
