@@ -39,12 +39,16 @@ def rate(values: Sequence[float | bool | None], alpha: float = 0.05) -> dict:
 def bootstrap_mean(x: Sequence[float], n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05) -> dict:
     """Mean of ``x`` (shape ``(n,)``) with a percentile bootstrap CI (Efron & Tibshirani 1993, ch. 13).
 
-    Returns ``{"value", "ci": [lo, hi], "n"}``; NaNs when ``x`` is empty.
+    Returns ``{"value", "ci": [lo, hi], "n"}``; NaNs when ``x`` is empty, and a NaN interval
+    when ``n == 1`` (resampling one value says nothing about its spread: the interval would be
+    the point itself).
     """
     d = np.asarray(x, dtype=float)
     n = d.size
     if n == 0:
         return {"value": float("nan"), "ci": [float("nan"), float("nan")], "n": 0}
+    if n == 1:
+        return {"value": float(d[0]), "ci": [float("nan"), float("nan")], "n": 1}
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
     lo, hi = np.quantile(d[idx].mean(axis=1), [alpha / 2, 1 - alpha / 2])
     return {"value": float(d.mean()), "ci": [float(lo), float(hi)], "n": int(n)}

@@ -88,6 +88,8 @@ def test_paired_bootstrap_mean_and_ci():
     assert 0.1 <= r["ci"][0] and r["ci"][1] <= 0.85
     with pytest.raises(ValueError):
         stats.paired_bootstrap_diff([1], [1, 0])
+    one = stats.paired_bootstrap_diff([0.3], [0.1])  # one pair: a value, but no interval
+    assert one["value"] == pytest.approx(0.2) and one["n"] == 1 and all(math.isnan(c) for c in one["ci"])
 
 
 def test_registry_duplicates_and_unknown():
