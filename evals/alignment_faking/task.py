@@ -11,7 +11,7 @@ from evals.alignment_faking.solver import protocol_generate
 from prompts.queries import load_queries
 from prompts.render import OUTPUT_OPEN, SCRATCHPAD_OPEN, TIERS, PromptSpec, sha256
 
-VERSION = "1.0.0"
+VERSION = "1.0.1"
 
 
 def parse_tiers(tiers: str | list[str]) -> list[str]:
