@@ -53,16 +53,12 @@ def pin_off_worker_cores(pgid: int) -> None:
     """
     try:
         pids = group_pids(pgid)
-        comm = {p: Path(f"/proc/{p}/comm").read_text().strip() for p in pids}
-        worker_cpus: set[int] = set()
-        for p in pids:
-            if comm[p].startswith("VLLM::Worker"):
-                worker_cpus |= os.sched_getaffinity(p)
+        workers = [p for p in pids if Path(f"/proc/{p}/comm").read_text().startswith("VLLM::Worker")]
+        worker_cpus: set[int] = set().union(*(os.sched_getaffinity(p) for p in workers))
         rest = os.sched_getaffinity(pgid) - worker_cpus  # the cores the server may use, less the worker's
         if not worker_cpus or not rest:
             return
-        for p in pids:
-            if not comm[p].startswith("VLLM::Worker"):
-                os.sched_setaffinity(p, rest)
+        for p in set(pids) - set(workers):
+            os.sched_setaffinity(p, rest)
     except (OSError, AttributeError, ValueError):
         return

@@ -44,10 +44,17 @@ def continuation_logprobs(folder: str | Path, messages: list[dict[str, str]], pr
     """
     import torch
 
-    # Loading under the lock too: from_pretrained flips process-wide state (default dtype,
+    # One lock for loading and scoring: from_pretrained flips process-wide state (default dtype,
     # skipped weight init), so two scorer threads loading at once can get garbage weights.
-    with _LOCK:
-        model, tok = _load(str(folder))
+    with _LOCK, torch.no_grad():
+        return _logprobs_locked(str(folder), messages, prefill, continuations)
+
+
+def _logprobs_locked(folder: str, messages: list[dict[str, str]], prefill: str,
+                     continuations: list[str]) -> list[float]:
+    import torch
+
+    model, tok = _load(folder)
     if not tok.chat_template:
         raise ValueError(f"{folder}: tokenizer has no chat template; forced choice needs one")
     prompt = tok.apply_chat_template(messages + [{"role": "assistant", "content": prefill}],
@@ -61,14 +68,13 @@ def continuation_logprobs(folder: str | Path, messages: list[dict[str, str]], pr
         k = min(k, next((i for i, (a, b) in enumerate(zip(prompt_ids, s)) if a != b), min(len(s), k)))
     k = max(k, 1)
     out: list[float] = []
-    with _LOCK, torch.no_grad():
-        base = _prefix_forward(model, prompt_ids[:k])
-        for s in seqs:
-            new = torch.tensor([s[k:]])
-            step = model(new, past_key_values=copy.deepcopy(base.past_key_values), use_cache=True)
-            logits = torch.cat([base.logits[:, -1:], step.logits[:, :-1]], dim=1)[0]
-            lp = torch.log_softmax(logits.float(), -1).gather(-1, new[0, :, None])
-            out.append(float(lp.sum()))
+    base = _prefix_forward(model, prompt_ids[:k])
+    for s in seqs:
+        new = torch.tensor([s[k:]])
+        step = model(new, past_key_values=copy.deepcopy(base.past_key_values), use_cache=True)
+        logits = torch.cat([base.logits[:, -1:], step.logits[:, :-1]], dim=1)[0]
+        lp = torch.log_softmax(logits.float(), -1).gather(-1, new[0, :, None])
+        out.append(float(lp.sum()))
     return out
 
 

