@@ -13,15 +13,14 @@ the server.  Presets:
 
 The last line is ``RESULT <preset>_tok_s_ratio=<x> ... <preset>_pss_ratio=<x>`` against the first preset.
 
-    python benchmarks/engine_settings.py --enforce-eager   # ~5 min on 2 cores (no compilation)
-    python benchmarks/engine_settings.py                   # ~13 min: each start compiles (docs/engine.md)
+    python benchmarks/engine_settings.py --enforce-eager   # ~6 min on 2 cores (no compilation)
+    python benchmarks/engine_settings.py                   # ~15 min (estimate): each start compiles (docs/engine.md)
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,6 +36,7 @@ from afcu import engine  # noqa: E402
 from afcu.config import build_parser, config_from_args  # noqa: E402
 from afcu.engine_cpu import group_pids  # noqa: E402
 from afcu.runs import atomic_write_json, prepare_run  # noqa: E402
+from benchmarks.eval_throughput import PeakPss  # noqa: E402  (same PSS sampling as the throughput benchmark)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "separate_worker": {"cpu_in_process": False},
@@ -55,20 +55,6 @@ class SettingsBenchConfig:
     enforce_eager: bool = field(default=False, metadata={"help": "skip torch.compile in every preset (faster starts)"})
     out: str = field(default="runs/bench-engine-settings", metadata={"help": "run folder"})
     overwrite: bool = field(default=True, metadata={"help": "replace a finished benchmark run"})
-
-
-def _peak_pss(pgid: int, halt: threading.Event, out: dict[str, int]) -> None:
-    import psutil
-
-    while not halt.is_set():
-        total = 0
-        for pid in group_pids(pgid):
-            try:
-                total += psutil.Process(pid).memory_full_info().pss
-            except (psutil.Error, OSError):
-                pass
-        out["peak"] = max(out.get("peak", 0), total)
-        halt.wait(1.0)
 
 
 async def _load(server: engine.Server, n: int, max_tokens: int) -> tuple[float, int]:
@@ -97,17 +83,15 @@ def run_preset(cfg: SettingsBenchConfig, name: str, folder: Path, run: Path) -> 
     t = time.perf_counter()
     server = engine.start_server(folder, settings, log_path=run / name / "vllm-server.log")
     start_s = time.perf_counter() - t
-    halt, mem = threading.Event(), {}
-    meter = threading.Thread(target=_peak_pss, args=(server.pid, halt, mem), daemon=True)
+    meter = PeakPss(lambda: group_pids(server.pid))
     meter.start()
     try:
         wall, tokens = asyncio.run(_load(server, cfg.n_requests, cfg.max_tokens))
     finally:
-        halt.set()
-        meter.join()
+        peak = meter.stop()
         engine.stop_server(server)
     return {"settings": asdict(settings), "start_s": start_s, "wall_s": wall, "output_tokens": tokens,
-            "output_tok_per_s": tokens / wall, "peak_pss_bytes": mem.get("peak", 0)}
+            "output_tok_per_s": tokens / wall, "peak_pss_bytes": peak}
 
 
 def main(cfg: SettingsBenchConfig) -> dict[str, Any]:
