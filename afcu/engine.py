@@ -76,16 +76,15 @@ class EngineSettings:
         args.append("--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching")
         if self.enforce_eager:
             args.append("--enforce-eager")
-        if not gpu:
-            if self.kv_cache_gib <= 0:
-                raise AfcuError(f"kv_cache_gib={self.kv_cache_gib}: give a positive size in GiB, e.g. 1 "
-                                "(AFCU_ENGINE_KV_CACHE_GIB or `afcu engine start --kv-cache-gib`)")
-            args += ["--kv-cache-memory-bytes", str(int(self.kv_cache_gib * 2**30))]
-            if self.cpu_in_process:
-                args += ["--distributed-executor-backend", "uni"]
         if gpu:
-            args += ["--gpu-memory-utilization", str(self.gpu_memory_utilization),
-                     "--tensor-parallel-size", str(self.tensor_parallel_size)]
+            return args + ["--gpu-memory-utilization", str(self.gpu_memory_utilization),
+                           "--tensor-parallel-size", str(self.tensor_parallel_size)]
+        if self.kv_cache_gib <= 0:
+            raise AfcuError(f"kv_cache_gib={self.kv_cache_gib}: give a positive size in GiB, e.g. 1 "
+                            "(AFCU_ENGINE_KV_CACHE_GIB or `afcu engine start --kv-cache-gib`)")
+        args += ["--kv-cache-memory-bytes", str(int(self.kv_cache_gib * 2**30))]
+        if self.cpu_in_process:
+            args += ["--distributed-executor-backend", "uni"]
         return args
 
     def server_env(self, gpu: bool) -> dict[str, str | None]:
