@@ -21,11 +21,9 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import re
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -198,17 +196,6 @@ def _child_eval(cfg: BenchConfig, model: str, kwargs: dict, log_dir: str, queue:
                "ttft_s": ttft})
 
 
-def _metrics(server: Any) -> dict[str, float]:
-    """vLLM's prompt-token and prefix-cache-hit counters (tokens) from /metrics."""
-    req = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics",
-                                 headers={"Authorization": f"Bearer {server.api_key}"})
-    text = urllib.request.urlopen(req, timeout=10).read().decode()
-    out: dict[str, float] = {}
-    for name in ("vllm:prompt_tokens_total", "vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"):
-        out[name] = sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
-    return out
-
-
 def run_phase(cfg: BenchConfig, name: str, model: str, kwargs: dict, run: Path, engine_pids: Any) -> dict:
     """One engine: the eval in a spawned child, memory sampled from here."""
     ctx = mp.get_context("spawn")
@@ -255,10 +242,10 @@ def _vllm_phase(cfg: BenchConfig, folder: Path, run: Path) -> dict:
     t = time.perf_counter()
     server, started = engine.ensure_server(folder, settings, run_dir=run)
     start_s = time.perf_counter() - t if started else 0.0
-    before = _metrics(server)
+    before = engine.server_metrics(server)
     out = run_phase(cfg, "b_vllm", f"vllm/{folder}", server.eval_kwargs(), run,
                     engine_pids=lambda child: _tree(server.pid))
-    after = _metrics(server)
+    after = engine.server_metrics(server)
     if started:  # a server this benchmark started must not sit in memory while the stock provider runs
         engine.stop_server(server)
     out["cached_tokens"] = after["vllm:prefix_cache_hits_total"] - before["vllm:prefix_cache_hits_total"]

