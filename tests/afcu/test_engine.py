@@ -121,6 +121,8 @@ def test_settings_change_the_server_key_and_flags(tiny_model_dir: Path) -> None:
     assert "--block-size" not in engine.EngineSettings().server_args(gpu=True)
     gpu = engine.EngineSettings(block_size=64).server_args(gpu=True)
     assert gpu[gpu.index("--block-size") + 1] == "64"
+    with pytest.raises(AfcuError, match="block_size=48.*multiple of 32"):
+        engine.EngineSettings(block_size=48).server_args(gpu=False)
 
 
 def test_auto_dtype_follows_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
