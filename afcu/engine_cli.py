@@ -2,7 +2,7 @@
 
 ``start`` launches (or finds) a server that outlives the command, so later ``afcu eval``
 runs on the same model reuse it instead of paying the ~90 s start-up; ``stop`` ends it.
-Settings flags (``--max-num-seqs`` ...) come from :class:`afcu.engine.EngineSettings`;
+Settings flags (``--max-num-seqs`` ...) come from :class:`afcu.engine_settings.EngineSettings`;
 a run reuses a server only when its settings are the same.  Runs read ``AFCU_ENGINE_*``
 variables, so ``start`` does too (flags and ``--config`` override them): the same shell
 starts the server its runs will reuse.
