@@ -45,7 +45,7 @@ $(VLLM_STAMP):
 setup-vllm: $(VLLM_STAMP)
 
 demo: setup setup-vllm
-	$(VENV)/bin/afcu eval --out runs/demo --overwrite
+	$(VENV)/bin/afcu eval --out runs/demo $(if $(filter 1,$(OVERWRITE)),--overwrite)
 
 test: setup
 	$(PY) -m pytest -q -rs -m "not gpu and not slow" tests

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from typing import Sequence
 
@@ -58,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
+    # SIGTERM (a scheduler, `kill`, make's own termination) takes the Ctrl-C path, so a run stops the vLLM
+    # server it started (atexit) and leaves its folder resumable instead of dying mid-write.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(module.run(args) or 0)
     except AfcuError as exc:
@@ -66,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"afcu {name}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":

@@ -239,23 +239,31 @@ def start_server(model_dir: Path, settings: EngineSettings = EngineSettings(), l
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     server = Server(model=str(model_dir), port=port, api_key=api_key, pid=proc.pid, log=str(log), key=key,
                     keep=keep, owner_pid=os.getpid(), started_at=time.time())
-    deadline = time.monotonic() + settings.startup_timeout_s
+    try:
+        _wait_healthy(server, proc, settings.startup_timeout_s)
+    except BaseException:  # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt), a failed start
+        _kill_group(proc.pid)  # nothing records this server yet: left running, no `afcu engine stop` would find it
+        raise
+    if not gpu and not settings.cpu_in_process and settings.threads_bind == "auto":
+        pin_off_worker_cores(proc.pid)  # only a separate worker process needs the others moved away
+    atomic_write_json(_state_path(key), asdict(server))
+    os.chmod(_state_path(key), 0o600)  # holds the key
+    if not keep:
+        atexit.register(stop_server, server)
+    return server
+
+
+def _wait_healthy(server: Server, proc: subprocess.Popen, timeout_s: int) -> None:
+    """Return once ``server`` is healthy; ``AfcuError`` (naming its log) if it exits or times out."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AfcuError(f"vLLM server exited with code {proc.returncode} during start-up; see {log}: "
-                            f"{_last_lines(log)}")
+            raise AfcuError(f"vLLM server exited with code {proc.returncode} during start-up; see {server.log}: "
+                            f"{_last_lines(Path(server.log))}")
         if is_healthy(server):
-            if not gpu and not settings.cpu_in_process and settings.threads_bind == "auto":
-                pin_off_worker_cores(proc.pid)  # only a separate worker process needs the others moved away
-            atomic_write_json(_state_path(key), asdict(server))
-            os.chmod(_state_path(key), 0o600)  # holds the key
-            if not keep:
-                atexit.register(stop_server, server)
-            return server
+            return
         time.sleep(1.0)
-    _kill_group(proc.pid)
-    raise AfcuError(f"vLLM server not healthy after {settings.startup_timeout_s} s; see {log} "
-                    "or raise startup_timeout_s")
+    raise AfcuError(f"vLLM server not healthy after {timeout_s} s; see {server.log} or raise startup_timeout_s")
 
 
 def _kill_group(pid: int, timeout: float = 30.0) -> None:

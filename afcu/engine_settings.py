@@ -42,7 +42,8 @@ class EngineSettings:
 
         names = [f.name for f in fields(cls)]
         data = {n: os.environ[f"AFCU_ENGINE_{n.upper()}"] for n in names if f"AFCU_ENGINE_{n.upper()}" in os.environ}
-        return config_from_dict(cls, data, source="AFCU_ENGINE_* environment variables")
+        given = ", ".join(f"AFCU_ENGINE_{n.upper()}={v}" for n, v in data.items())
+        return config_from_dict(cls, data, source=f"environment ({given}; unset or fix the variable)")
 
     def server_args(self, gpu: bool) -> list[str]:
         args = ["--dtype", resolve_dtype(self.dtype, gpu), "--max-model-len", str(self.max_model_len),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -31,6 +32,10 @@ args, _ = p.parse_known_args()
 print("ENV", json.dumps({k: v for k, v in os.environ.items() if k.startswith(("VLLM_CPU", "VLLM_ENABLE", "OMP_NUM"))}),
       flush=True)
 print("ARGS", json.dumps(sys.argv[1:]), flush=True)
+if os.environ.get("FAKE_PIDFILE"):
+    open(os.environ["FAKE_PIDFILE"], "w").write(str(os.getpid()))
+if os.environ.get("FAKE_SLOW"):  # a start-up that takes this many seconds
+    import time; time.sleep(float(os.environ["FAKE_SLOW"]))
 if os.environ.get("FAKE_DIE"):
     print("fatal: cannot load model", flush=True)
     sys.exit(3)
@@ -223,6 +228,23 @@ def test_dying_server_raises_naming_the_log(tiny_model_dir: Path, fake_vllm: Pat
     monkeypatch.setenv("FAKE_DIE", "1")
     with pytest.raises(AfcuError, match=r"exited with code 3.*\.log.*cannot load model"):
         engine.start_server(tiny_model_dir.resolve(), engine.EngineSettings(startup_timeout_s=60))
+
+
+def test_interrupted_start_leaves_no_server(tiny_model_dir: Path, fake_vllm: Path) -> None:
+    """SIGTERM to `afcu engine start` while vLLM is still starting stops that server: no state file records it yet."""
+    pidfile = fake_vllm / "server.pid"
+    env = {**os.environ, "FAKE_SLOW": "120", "FAKE_PIDFILE": str(pidfile)}
+    cli = subprocess.Popen([sys.executable, "-m", "afcu.cli", "engine", "start", str(tiny_model_dir)],
+                           env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    server_pid = int(pidfile.read_text())
+    cli.send_signal(signal.SIGTERM)
+    _, err = cli.communicate(timeout=60)
+    assert cli.returncode == 130 and "interrupted" in err, err
+    assert not engine._pid_alive(server_pid)
+    assert engine.list_servers() == []
 
 
 def test_engine_start_reads_the_environment_runs_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
