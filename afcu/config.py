@@ -121,9 +121,11 @@ def build_parser(cls: type, parser: argparse.ArgumentParser | None = None, **kw:
     return parser
 
 
-def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
-    """YAML from ``args.config`` (if any), then every flag the user gave on top."""
-    data: dict[str, Any] = load_yaml(args.config) if getattr(args, "config", None) else {}
+def config_from_args(cls: type[C], args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> C:
+    """``defaults`` (field values, e.g. from the environment), YAML from ``args.config`` (if any) on top,
+    then every flag the user gave."""
+    data: dict[str, Any] = dict(defaults or {})
+    data.update(load_yaml(args.config) if getattr(args, "config", None) else {})
     source = str(args.config) if getattr(args, "config", None) else "command line"
     names = {f.name for f in dataclasses.fields(cls)}
     for key, value in vars(args).items():

@@ -15,7 +15,7 @@ import dataclasses
 import time
 
 from afcu import engine
-from afcu.config import build_parser, config_from_args, load_yaml
+from afcu.config import build_parser, config_from_args
 from afcu.errors import AfcuError
 from afcu.models import EMBEDDED, resolve_local
 
@@ -34,11 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> engine.EngineSettings:
     """``AFCU_ENGINE_*`` variables (as runs read them), then ``--config`` YAML, then the flags given."""
-    given = config_from_args(engine.EngineSettings, args)  # checks types and unknown keys
-    names = {f.name for f in dataclasses.fields(engine.EngineSettings)}
-    keys = set(load_yaml(args.config)) if getattr(args, "config", None) else set()
-    keys |= names & set(vars(args))  # flags default to SUPPRESS: only those given are present
-    return dataclasses.replace(engine.EngineSettings.from_env(), **{k: getattr(given, k) for k in keys & names})
+    return config_from_args(engine.EngineSettings, args, defaults=dataclasses.asdict(engine.EngineSettings.from_env()))
 
 
 def _folder(name: str):

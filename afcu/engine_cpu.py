@@ -50,12 +50,10 @@ def thread_env(threads_bind: str, in_process: bool) -> dict[str, str]:
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     if threads_bind == "auto" and in_process and numa_nodes() == 1:
         return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cores)), "OMP_NUM_THREADS": str(len(cores))}
-    env = {"VLLM_CPU_OMP_THREADS_BIND": threads_bind}
-    if in_process and threads_bind not in ("auto", "nobind"):
-        env["OMP_NUM_THREADS"] = str(len(_parse_ids(threads_bind)))
-    elif in_process and threads_bind == "nobind":
-        env["OMP_NUM_THREADS"] = str(len(cores))
-    return env
+    if not in_process or threads_bind == "auto":
+        return {"VLLM_CPU_OMP_THREADS_BIND": threads_bind}
+    n = len(cores) if threads_bind == "nobind" else len(_parse_ids(threads_bind))
+    return {"VLLM_CPU_OMP_THREADS_BIND": threads_bind, "OMP_NUM_THREADS": str(n)}
 
 
 def _parse_ids(spec: str) -> list[int]:

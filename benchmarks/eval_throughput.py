@@ -12,7 +12,7 @@ computed, over wall time, over the measured matmul peak (the higher of a measure
 start and one at the end of the run).  Tokens computed are prompt plus
 output tokens, minus prompt tokens vLLM served from its prefix cache (read from /metrics).
 
-    python benchmarks/eval_throughput.py --quick      # ~8 min on a quiet 2-core machine (see docs)
+    python benchmarks/eval_throughput.py --quick      # ~5 min on a quiet 2-core machine (see docs)
     python benchmarks/eval_throughput.py              # the figures in docs/engine.md
 """
 
