@@ -295,7 +295,12 @@ MAX_TOKENS = 32
 
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory):
-    """The default engine (default settings, eager) on the embedded model, started once, stopped after the session."""
+    """The default engine on the embedded model, eager and fp32, started once, stopped after the session.
+
+    fp32 is pinned so that no exact claim below depends on which dtype ``auto`` picks on this
+    machine's CPU kind (bf16 on AVX-512 BF16 / AMX CPUs, fp32 on AVX2-only ones).  The bf16 agreement
+    with the hf provider is a figure ``benchmarks/engine_settings.py --bf16-agreement`` prints.
+    """
     if engine.vllm_python() is None:
         pytest.skip("vLLM not installed (make setup-vllm)")
     from afcu.models import EMBEDDED, pull
@@ -304,6 +309,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AFCU_ENGINE_DIR", str(folder))  # other runs on this machine neither see nor reuse it
         mp.setenv("AFCU_ENGINE_ENFORCE_EAGER", "true")  # starts in ~1 min instead of ~3.5 (no compile)
+        mp.setenv("AFCU_ENGINE_DTYPE", "float32")  # the same on every CPU kind and on GPUs
         server = engine.start_server(pull(EMBEDDED), engine.EngineSettings.from_env(), folder / "server.log")
         yield server
         engine.stop_server(server)
@@ -337,32 +343,19 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 @pytest.mark.vllm
 def test_greedy_outputs_agree_with_hf_provider(vllm_server) -> None:
-    """The default engine (vLLM) vs inspect's stock hf provider (fp32, its default), greedy, 6 prompts.
+    """The engine vs inspect's stock hf provider, both fp32, greedy, 6 prompts: identical token for token.
 
-    Where the engine also runs fp32 (``dtype=auto`` on a CPU without native bf16, as here) the
-    texts must be identical token for token (measured: 6 of 6).  In bf16 (GPUs, AMX/AVX-512 BF16
-    CPUs) they cannot be: a near-tie between the two top logits flips one token and the greedy
-    texts diverge from there, so the test asks for >= 4 shared leading tokens on every prompt and
-    a mean agreement (shared prefix / longer length) of at least 0.6 (measured in bf16: 0.77).
+    Both sides are pinned to fp32 (the session server sets ``AFCU_ENGINE_DTYPE=float32``), so the
+    claim holds on AVX2-only CPUs, AVX-512 BF16 / AMX CPUs and GPUs alike (measured: 6 of 6).  In
+    bf16 the texts cannot be identical (a near-tie between the two top logits flips one token and
+    the greedy texts diverge from there); that agreement is a benchmark figure, not a test.
     """
-    from transformers import AutoTokenizer
-
     from afcu.models import hf_model_args
 
     folder = Path(vllm_server.model)
-    tok = AutoTokenizer.from_pretrained(folder)
     ours = _generate_all(f"vllm/{folder}", base_url=vllm_server.base_url, api_key=vllm_server.api_key)
     stock = _generate_all(f"hf/{folder}", do_sample=False, **{**hf_model_args(folder), "dtype": "float32"})
-    if engine_cpu.resolve_dtype(engine.EngineSettings.from_env().dtype, gpu=engine.has_gpu()) == "float32":
-        assert ours == stock
-        return
-    rates = []
-    for a, b in zip(ours, stock):
-        ta, tb = tok.encode(a, add_special_tokens=False), tok.encode(b, add_special_tokens=False)
-        assert ta and tb
-        assert _common_prefix(ta, tb) >= 4, (a, b)
-        rates.append(_common_prefix(ta, tb) / max(len(ta), len(tb)))
-    assert sum(rates) / len(rates) >= 0.6, list(zip(ours, stock))
+    assert ours == stock
 
 
 @pytest.mark.vllm
