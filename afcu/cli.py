@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"afcu {name}", description=text,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.afcu_argv = argv[1:]  # type: ignore[attr-defined]  # lets a command's options depend on an earlier flag (protect --track)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     # SIGTERM (a scheduler, `kill`, make's own termination) takes the Ctrl-C path, so a run stops the vLLM
