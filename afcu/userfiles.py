@@ -126,16 +126,19 @@ def _codec(encoding: str) -> str:
     return "utf-8-sig" if name == "utf-8" else name  # a byte-order mark is not part of the data
 
 
-def _decode_error(p: Path, data: bytes, exc: UnicodeDecodeError, encoding: str) -> AfcuError:
+def _decode_error(p: Path, data: bytes, exc: UnicodeDecodeError, encoding: str,
+                  encoding_flag: str | None) -> AfcuError:
     line = data.count(b"\n", 0, exc.start) + 1
     bad = data[exc.start:exc.start + 1].hex()
     alt = "latin-1" if _codec(encoding).startswith("utf-8") else "utf-8"
-    return AfcuError(f"{p}:{line}: not valid {encoding} text (byte 0x{bad} at offset {exc.start}); "
-                     f"re-save the file as UTF-8 or pass its encoding with --encoding (e.g. --encoding {alt})")
+    fix = (f"pass its encoding with {encoding_flag} (e.g. {encoding_flag} {alt}) or re-save it as UTF-8"
+           if encoding_flag else f"re-save it as UTF-8 (e.g. iconv -f {alt} -t utf-8 {p.name})")
+    return AfcuError(f"{p}:{line}: not valid {encoding} text (byte 0x{bad} at offset {exc.start}); {fix}")
 
 
 def read_text(path: str | Path, what: str = "input", encoding: str = "utf-8",
-              suffixes: tuple[str, ...] = (), flag: str | None = None) -> str:
+              suffixes: tuple[str, ...] = (), flag: str | None = None,
+              encoding_flag: str | None = "--encoding") -> str:
     """The whole file decoded with ``encoding``; raises ``AfcuError`` for every check in the module doc,
     and when the file holds only whitespace."""
     p = check_file(path, what, suffixes, flag)
@@ -143,16 +146,16 @@ def read_text(path: str | Path, what: str = "input", encoding: str = "utf-8",
     try:
         text = data.decode(_codec(encoding))
     except UnicodeDecodeError as exc:
-        raise _decode_error(p, data, exc, encoding) from None
+        raise _decode_error(p, data, exc, encoding, encoding_flag) from None
     if not text.strip():
         raise AfcuError(f"{what} file {p} is empty (only whitespace); give a file with data")
     return text
 
 
 def read_lines(path: str | Path, what: str = "input", encoding: str = "utf-8",
-               comments: bool = True, flag: str | None = None) -> list[str]:
+               comments: bool = True, flag: str | None = None, encoding_flag: str | None = "--encoding") -> list[str]:
     """A plain-text list: one item per non-blank line, stripped; ``#`` lines skipped when ``comments``."""
-    text = read_text(path, what, encoding, (".txt",), flag)
+    text = read_text(path, what, encoding, (".txt",), flag, encoding_flag)
     items = [ln.strip() for ln in text.splitlines()]
     items = [s for s in items if s and not (comments and s.startswith("#"))]
     if not items:
@@ -160,10 +163,11 @@ def read_lines(path: str | Path, what: str = "input", encoding: str = "utf-8",
     return items
 
 
-def read_json(path: str | Path, what: str = "input", encoding: str = "utf-8", flag: str | None = None) -> Any:
+def read_json(path: str | Path, what: str = "input", encoding: str = "utf-8", flag: str | None = None,
+              encoding_flag: str | None = "--encoding") -> Any:
     """One JSON document; a syntax error names the line and column with the decoder's full reason."""
     p = Path(path)
-    text = read_text(path, what, encoding, (".json",), flag)
+    text = read_text(path, what, encoding, (".json",), flag, encoding_flag)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -172,13 +176,14 @@ def read_json(path: str | Path, what: str = "input", encoding: str = "utf-8", fl
 
 def read_jsonl(path: str | Path, what: str = "input", encoding: str = "utf-8",
                skip_bad_lines: bool = False, objects: bool = True, flag: str | None = None,
-               skip_flag: str | None = "--skip-bad-lines") -> Records:
+               skip_flag: str | None = "--skip-bad-lines", encoding_flag: str | None = "--encoding") -> Records:
     """One JSON value per line (blank lines ignored), as :class:`Records`.
 
     A line that does not decode, is not valid JSON, or (with ``objects``) is not a JSON object raises
     ``AfcuError`` naming ``path:line`` and json's full reason -- or, with ``skip_bad_lines``, is left
     out and listed in ``Records.bad``. A file with no good line at all always raises. ``skip_flag`` is
-    the option offered in the message for skipping such lines (``None``: the command has none).
+    the option offered in the message for skipping such lines, ``encoding_flag`` the one for the
+    encoding (``None``: the command has none, and the message says to re-save the file as UTF-8).
     """
     p = check_file(path, what, (".jsonl", ".json"), flag)
     codec = _codec(encoding)
@@ -189,7 +194,7 @@ def read_jsonl(path: str | Path, what: str = "input", encoding: str = "utf-8",
         undecodable: dict[int, str] = {}
     except UnicodeDecodeError as exc:
         if not skip_bad_lines or "a\n".encode(codec.removesuffix("-sig")) != b"a\n":
-            raise _decode_error(p, data, exc, encoding) from None
+            raise _decode_error(p, data, exc, encoding, encoding_flag) from None
         # ASCII-compatible encoding: decode line by line so one bad line can be skipped.
         text_lines, undecodable = [], {}
         for i, raw in enumerate(data.split(b"\n"), 1):
@@ -230,11 +235,13 @@ def read_jsonl(path: str | Path, what: str = "input", encoding: str = "utf-8",
     return Records(p, rows, lines, list(fields), bad)
 
 
-def read_csv(path: str | Path, what: str = "input", encoding: str = "utf-8", flag: str | None = None) -> Records:
+def read_csv(path: str | Path, what: str = "input", encoding: str = "utf-8", flag: str | None = None,
+             encoding_flag: str | None = "--encoding", allow_no_rows: bool = False) -> Records:
     """A CSV file with a header row, as :class:`Records` (``fields`` = the header). Quoted fields may
-    span lines; ``lines`` gives the line where each record starts. A file with a header and no rows raises."""
+    span lines; ``lines`` gives the line where each record starts. A file with a header and no rows
+    raises unless ``allow_no_rows`` (for a caller that filters rows and reports an empty result itself)."""
     p = Path(path)
-    text = read_text(path, what, encoding, (".csv",), flag)
+    text = read_text(path, what, encoding, (".csv",), flag, encoding_flag)
     # newline="" keeps newlines (LF or CRLF) inside quoted fields intact, as the csv module wants.
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows: list[dict[str, Any]] = []
@@ -251,24 +258,25 @@ def read_csv(path: str | Path, what: str = "input", encoding: str = "utf-8", fla
             start = reader.line_num + 1
     except csv.Error as exc:
         raise AfcuError(f"{p}:{reader.line_num}: malformed CSV ({exc}); fix that line") from None
-    if not rows:
+    if not rows and not allow_no_rows:
         raise AfcuError(f"{what} file {p} has a header ({', '.join(header)}) but no rows; add data rows")
     return Records(p, rows, lines, header)
 
 
 def read_table(path: str | Path, what: str = "input", encoding: str = "utf-8",
                skip_bad_lines: bool = False, flag: str | None = None,
-               skip_flag: str | None = "--skip-bad-lines") -> Records:
+               skip_flag: str | None = "--skip-bad-lines", encoding_flag: str | None = "--encoding") -> Records:
     """Rows of a ``.csv``, ``.jsonl`` or ``.json`` file (a JSON list of objects, or ``{"samples": [...]}``)
     chosen by the file's suffix."""
     suffix = Path(str(path)).suffix.lower()
     if suffix == ".csv":
-        return read_csv(path, what, encoding, flag)
+        return read_csv(path, what, encoding, flag, encoding_flag)
     if suffix == ".jsonl":
-        return read_jsonl(path, what, encoding, skip_bad_lines, flag=flag, skip_flag=skip_flag)
+        return read_jsonl(path, what, encoding, skip_bad_lines, flag=flag, skip_flag=skip_flag,
+                          encoding_flag=encoding_flag)
     if suffix == ".json":
         p = Path(path)
-        data = read_json(path, what, encoding, flag)
+        data = read_json(path, what, encoding, flag, encoding_flag)
         rows = data.get("samples") if isinstance(data, dict) else data
         if not isinstance(rows, list):
             raise AfcuError(f"{p}: expected a JSON list of objects or {{\"samples\": [...]}}")

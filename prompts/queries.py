@@ -14,14 +14,13 @@ one-line message naming the file, the field and the fix.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from afcu.errors import AfcuError
+from afcu.userfiles import check_file, read_csv, read_jsonl
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SETTINGS = ("helpful_only", "animal_welfare")
@@ -50,39 +49,17 @@ def _check_setting(setting: str) -> None:
         raise AfcuError(f"unknown setting {setting!r}; choose one of: {', '.join(SETTINGS)}")
 
 
-def _check_file(path: Path, what: str) -> None:
-    if not path.is_file():
-        raise AfcuError(f"{what} file {path} not found; check the path (it is read relative to {Path.cwd()})")
-
-
-def _read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows (1-based line/record numbers kept in ``_line``) and the field names of a CSV or JSONL file."""
+def _read_rows(path: Path, what: str = "query", encoding: str = "utf-8") -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows (1-based line/record numbers kept in ``_line``) and the field names of a CSV or JSONL file,
+    read by :mod:`afcu.userfiles` (missing file, folder, empty file, encoding, malformed line: one-line errors)."""
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        # newline="" lets the csv module keep newlines (LF or CRLF) inside quoted fields intact.
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            rows, start = [], 2
-            for row in reader:  # a quoted field may span lines: report the line where the record starts
-                rows.append({**row, "_line": start})
-                start = reader.line_num + 1
-            return rows, list(reader.fieldnames or [])
-    if suffix == ".jsonl":
-        rows, fields = [], {}
-        with path.open(encoding="utf-8-sig") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise AfcuError(f"{path}:{lineno}: malformed JSON ({e.msg}); fix or remove that line") from e
-                if not isinstance(obj, dict):
-                    raise AfcuError(f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}")
-                fields.update(dict.fromkeys(obj))
-                rows.append({**obj, "_line": lineno})
-        return rows, list(fields)
-    raise AfcuError(f"{path}: unsupported file type {suffix or '(none)'!r}; use a .csv or .jsonl file")
+    if suffix not in (".csv", ".jsonl"):
+        check_file(path, what, (".csv", ".jsonl"))
+        raise AfcuError(f"{path}: unsupported file type {suffix or '(none)'!r}; use a .csv or .jsonl file")
+    # a header-only CSV passes here: the loaders report "no queries loaded from field ..." themselves
+    recs = (read_csv(path, what, encoding, encoding_flag=None, allow_no_rows=True) if suffix == ".csv"
+            else read_jsonl(path, what, encoding, skip_flag=None, encoding_flag=None))
+    return [{**row, "_line": line} for row, line in zip(recs.rows, recs.lines)], recs.fields
 
 
 def _require(path: Path, fields: list[str], wanted: str | None, fix: str) -> None:
@@ -111,12 +88,11 @@ def load_table(path: str | Path, field: str, id_field: str | None = None,
 
     Ids come from ``id_field`` when given, else ``<id_prefix or file stem>-0001``... in row order.
     Categories come from ``category_field`` when given, else ``"uncategorized"``. Text is kept exactly
-    as stored (embedded newlines included). Raises ``AfcuError`` for a missing file, a malformed JSONL
-    line (with its line number), a missing field (listing those present, then ``fix``), an empty or
+    as stored (embedded newlines included). Raises ``AfcuError`` for a missing file, a folder, an empty
+    or non-UTF-8 file, a malformed JSONL/CSV line (with its line number), a missing field (listing those present, then ``fix``), an empty or
     non-string text or id, an empty result, or duplicate ids.
     """
     path = Path(path)
-    _check_file(path, "query")
     rows, fields = _read_rows(path)
     for wanted in (field, id_field, category_field):
         _require(path, fields, wanted, fix)
@@ -165,8 +141,7 @@ def load_harmbench(path: str | Path, functional_category: str = "standard") -> l
     no row has the requested functional category (listing those present).
     """
     path = Path(path)
-    _check_file(path, "HarmBench")
-    rows, fields = _read_rows(path)
+    rows, fields = _read_rows(path, "HarmBench")
     for col in ("Behavior", "FunctionalCategory", "SemanticCategory", "BehaviorID"):
         _require(path, fields, col, "expected a HarmBench behaviours CSV")
     kept = [r for r in rows if r["FunctionalCategory"] == functional_category]
