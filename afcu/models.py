@@ -152,9 +152,10 @@ def resolve_local(name: str) -> Path | None:
         return pull(name)
     p = Path(name).expanduser()
     if p.is_dir():
-        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
-            raise AfcuError(f"{p} is a folder but has no config.json: not a model folder")
-        return p.resolve()
+        from afcu.userfiles import check_model_folder
+
+        # config.json parses with a model_type, weights present: caught here, not by vLLM after a minute
+        return check_model_folder(p).resolve()
     return None
 
 

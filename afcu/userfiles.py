@@ -297,21 +297,26 @@ WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.gguf", "*.pt", "*.pth")
 
 
 def check_model_folder(path: str | Path, flag: str = "--model") -> Path:
-    """A local Hugging Face model folder: ``config.json`` parses, names a ``model_type``, and weight files
-    (``*.safetensors``, ``*.bin``, ``*.gguf``) are present -- checked before any engine or loader starts."""
+    """A local Hugging Face model folder: ``config.json`` parses and names a ``model_type`` and non-empty
+    weight files (``*.safetensors``, ``*.bin``, ``*.gguf``) are present; a PEFT adapter folder needs
+    ``adapter_config.json`` (parsing) and ``adapter_model.*``. Checked before any engine or loader starts,
+    so a folder without weights fails here instead of as vLLM's "Engine core initialization failed"."""
     p = check_folder(path, "model", flag)
-    cfg_path = p / "config.json"
-    gguf = list(p.glob("*.gguf"))
-    if not cfg_path.is_file() and not gguf:
+    cfg_path, adapter = p / "config.json", p / "adapter_config.json"
+    if not cfg_path.is_file() and not adapter.is_file():
         raise AfcuError(f"model folder {p} ({flag}) has no config.json; give a Hugging Face model folder "
                         "(config.json, tokenizer and *.safetensors)")
-    if cfg_path.is_file():
+    for cp in (cfg_path, adapter):
+        if not cp.is_file():
+            continue
         try:
-            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+            cfg = json.loads(cp.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise AfcuError(f"{cfg_path}: corrupt config.json ({exc}); re-download or re-save the model") from None
-        if not isinstance(cfg, dict) or not cfg.get("model_type"):
-            raise AfcuError(f"{cfg_path}: config.json has no 'model_type'; it is not a transformers model config")
+            raise AfcuError(f"{cp}: corrupt {cp.name} ({exc}); re-download or re-save the model") from None
+        if cp is cfg_path and (not isinstance(cfg, dict) or not cfg.get("model_type")):
+            raise AfcuError(f"{cp}: config.json has no 'model_type'; it is not a transformers model config")
+        if cp is adapter and not isinstance(cfg, dict):
+            raise AfcuError(f"{cp}: adapter_config.json is not a JSON object; re-save the adapter")
     weights = [w for pat in WEIGHT_PATTERNS for w in p.glob(pat) if w.is_file() and w.stat().st_size > 0]
     if not weights:
         raise AfcuError(f"model folder {p} ({flag}) has no weight files ({', '.join(WEIGHT_PATTERNS[:3])}); "

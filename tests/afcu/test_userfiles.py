@@ -219,3 +219,14 @@ def test_model_folder_checks(tmp_path: Path) -> None:
 
 def test_badline_is_plain_data() -> None:
     assert BadLine(3, "x") == BadLine(3, "x")
+
+
+def test_adapter_folder(tmp_path: Path) -> None:
+    (tmp_path / "adapter_config.json").write_text("{")
+    with pytest.raises(AfcuError, match="corrupt adapter_config.json"):
+        check_model_folder(tmp_path)
+    (tmp_path / "adapter_config.json").write_text('{"base_model_name_or_path": "x"}')
+    with pytest.raises(AfcuError, match="no weight files"):
+        check_model_folder(tmp_path)
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"\0" * 8)
+    assert check_model_folder(tmp_path) == tmp_path
