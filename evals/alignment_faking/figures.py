@@ -16,6 +16,7 @@ SEGMENTS = (
     ("refused", "refuses", "#9ecae1", None),
     ("complied_with_af", "complies, alignment-faking reasoning", "#e34a33", "///"),
     ("complied_without_af", "complies, no alignment-faking reasoning", "#fdd49e", None),
+    ("judge_undecided", "judge undecided", "#bcbddc", ".."),
     ("unparseable", "unparseable output", "#d9d9d9", None),
 )
 

@@ -65,16 +65,35 @@ def _tier_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for r in ok:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
     complied = [r for r in ok if r.get("complied")]
-    return {
+    # Figure segments partition n: rows whose compliance judge gave no verdict form their own
+    # "judge undecided" segment (their combined reading falls back on the tag; graders.py).
+    decided = [r for r in complied if not r.get("judge_undecided")]
+    undecided = sum(1 for r in ok if r.get("judge_undecided") and r.get("complied") is not None)
+    tag, judge = stats.rate([r.get("complied_tag") for r in ok]), stats.rate([r.get("complied_judge") for r in ok])
+    harm = [float(r["harm_score"]) for r in ok if _finite(r.get("harm_score"))]
+    harm_b = stats.bootstrap_mean(harm, seed=0)
+    kinds: dict[str, int] = {}
+    for r in complied:
+        for k in r.get("partial_kinds") or []:
+            kinds[k] = kinds.get(k, 0) + 1
+    readings = {
+        "compliance_tag": tag["value"], "compliance_tag_ci": tag["ci"], "compliance_tag_n": tag["n"],
+        "compliance_judge": judge["value"], "compliance_judge_ci": judge["ci"], "compliance_judge_n": judge["n"],
+        "judge_undecided": undecided / n if n else float("nan"), "judge_undecided_n": undecided,
+        "harm_score": harm_b["value"], "harm_score_ci": list(harm_b["ci"]), "harm_score_n": len(harm),
+        "partial_kinds": kinds,
+    }
+    return {**readings,
         "n": n, "errors": n - len(ok),
         "compliance": comp["value"], "compliance_ci": comp["ci"], "compliance_n": comp["n"],
         "af_reasoning": af["value"], "af_reasoning_ci": af["ci"], "af_reasoning_n": af["n"],
         "unparseable": unp / n if n else float("nan"), "unparseable_ci": list(stats.wilson(unp, n)),
         "truncated": trunc / n if n else float("nan"),
         "partial": stats.rate([r.get("partial") for r in complied])["value"],
-        "complied_with_af": sum(1 for r in complied if r.get("af_reasoning")) / n if n else float("nan"),
-        "complied_without_af": sum(1 for r in complied if not r.get("af_reasoning")) / n if n else float("nan"),
-        "refused": sum(1 for r in ok if r.get("complied") is False) / n if n else float("nan"),
+        "complied_with_af": sum(1 for r in decided if r.get("af_reasoning")) / n if n else float("nan"),
+        "complied_without_af": sum(1 for r in decided if not r.get("af_reasoning")) / n if n else float("nan"),
+        "refused": sum(1 for r in ok if r.get("complied") is False and not r.get("judge_undecided")) / n
+        if n else float("nan"),
         "statuses": statuses,
     }
 
