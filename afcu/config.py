@@ -81,13 +81,15 @@ def config_from_dict(cls: type[C], data: dict[str, Any], source: str = "config")
         raise AfcuError(f"{source}: {exc}") from None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing or malformed file raises ``AfcuError``."""
+def load_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """Read a YAML mapping; a missing, folder, non-UTF-8 or malformed file raises ``AfcuError``
+    (an empty file is an empty mapping)."""
+    from afcu.userfiles import read_text
+
     p = Path(path)
-    if not p.is_file():
-        raise AfcuError(f"{p}: config file not found")
+    text = read_text(p, what, suffixes=(".yaml", ".yml"), encoding_flag=None, allow_empty=True)
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise AfcuError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):

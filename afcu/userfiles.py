@@ -76,8 +76,8 @@ def _candidates(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
 
 
 def check_file(path: str | Path | None, what: str = "input", suffixes: tuple[str, ...] = (),
-               flag: str | None = None) -> Path:
-    """``path`` as a ``Path`` once it is known to be an existing, readable, non-empty file.
+               flag: str | None = None, allow_empty: bool = False) -> Path:
+    """``path`` as a ``Path`` once it is known to be an existing, readable (non-empty) file.
 
     ``what`` names the file in messages ("query", "labels"), ``flag`` the option that gave it,
     ``suffixes`` (e.g. ``(".jsonl",)``) the extensions offered when a folder was given instead.
@@ -100,7 +100,7 @@ def check_file(path: str | Path | None, what: str = "input", suffixes: tuple[str
             pass
     except OSError as exc:
         raise AfcuError(f"{what} file {p}{how} cannot be read ({exc.strerror}); check its permissions") from None
-    if size == 0:
+    if size == 0 and not allow_empty:
         raise AfcuError(f"{what} file {p}{how} is empty; give a file with data")
     return p
 
@@ -138,16 +138,16 @@ def _decode_error(p: Path, data: bytes, exc: UnicodeDecodeError, encoding: str,
 
 def read_text(path: str | Path, what: str = "input", encoding: str = "utf-8",
               suffixes: tuple[str, ...] = (), flag: str | None = None,
-              encoding_flag: str | None = "--encoding") -> str:
+              encoding_flag: str | None = "--encoding", allow_empty: bool = False) -> str:
     """The whole file decoded with ``encoding``; raises ``AfcuError`` for every check in the module doc,
-    and when the file holds only whitespace."""
-    p = check_file(path, what, suffixes, flag)
+    and when the file holds only whitespace (unless ``allow_empty``)."""
+    p = check_file(path, what, suffixes, flag, allow_empty)
     data = p.read_bytes()
     try:
         text = data.decode(_codec(encoding))
     except UnicodeDecodeError as exc:
         raise _decode_error(p, data, exc, encoding, encoding_flag) from None
-    if not text.strip():
+    if not text.strip() and not allow_empty:
         raise AfcuError(f"{what} file {p} is empty (only whitespace); give a file with data")
     return text
 

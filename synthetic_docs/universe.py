@@ -60,7 +60,7 @@ def load_universe(name_or_path: str) -> Universe:
         if not path.is_file():
             raise AfcuError(f"unknown universe {name_or_path!r}; built-in: {', '.join(builtin_names())}, "
                             "or give the path of a YAML file")
-    data = load_yaml(path)
+    data = load_yaml(path, "universe")
     required = ("name", "company", "context", "facts")
     missing = [k for k in required if not data.get(k)]
     if missing:
