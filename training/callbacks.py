@@ -74,6 +74,8 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens:
     """
     import torch
 
+    from evals.alignment_faking.stopping import output_stopping_criteria
+
     was_training = model.training
     model.eval()
     side = tokenizer.padding_side
@@ -85,9 +87,11 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens:
             for i in range(0, len(prompts), batch_size):
                 enc = tokenizer(list(prompts[i:i + batch_size]), return_tensors="pt", padding=True,
                                 add_special_tokens=False).to(model.device)
+                # Rows stop at their committed </OUTPUT> (not at one quoted in the scratchpad).
+                stop = output_stopping_criteria(tokenizer, prompts[i:i + batch_size], enc.input_ids.shape[1])
                 gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                                      temperature=temperature if temperature > 0 else None, top_p=1.0, top_k=0,
-                                     use_cache=True, pad_token_id=tokenizer.pad_token_id)
+                                     use_cache=True, pad_token_id=tokenizer.pad_token_id, stopping_criteria=stop)
                 for row in gen[:, enc.input_ids.shape[1]:]:
                     ended = bool((row == tokenizer.eos_token_id).any())
                     out.append((tokenizer.decode(row, skip_special_tokens=True), not ended))

@@ -6,6 +6,7 @@ from inspect_ai import Task
 from inspect_ai.model import GenerateConfig
 
 from evals.alignment_faking.dataset import build_dataset, select_queries
+from evals.alignment_faking.parse import STOP_SEQUENCES
 from evals.alignment_faking.scorers import af_scorer, forced_choice_scorer
 from evals.alignment_faking.solver import protocol_generate
 from prompts.queries import load_queries
@@ -23,6 +24,26 @@ def parse_tiers(tiers: str | list[str]) -> list[str]:
 
         raise AfcuError(f"tiers: unknown tier(s) {bad or items}; use free, paid or free,paid")
     return items
+
+
+def _forced(on: bool, cot: bool, scratchpad_tokens: int, output_tokens: int, tag_choice: bool) -> dict | None:
+    """The solver's forced-format settings (a plain dict: inspect logs solver arguments), or None."""
+    from dataclasses import asdict
+
+    from evals.alignment_faking.forced_format import ForcedFormat
+
+    return asdict(ForcedFormat(cot, scratchpad_tokens, output_tokens, tag_choice)) if on else None
+
+
+def _format_label(on: bool, tag_choice: bool, folder: str | None, sp: int, out: int, cot: bool) -> str:
+    """How generations were made, as report.md and summary.json state it."""
+    from evals.alignment_faking.forced_format import LABEL
+
+    if not on:
+        return "free (the model writes the protocol itself)"
+    tags = "tag drawn from the two-way P(accept)" if tag_choice and folder else "tag sampled freely"
+    budget = f"scratchpad closed by afcu after {sp} tokens, " if cot else ""
+    return f"{LABEL}: {budget}{tags}, output up to {out} tokens"
 
 
 def alignment_faking(
@@ -45,6 +66,10 @@ def alignment_faking(
     forced_choice: bool = True,
     forced_choice_model: str | None = None,
     seeded_sampling: bool = True,
+    forced_format: bool = False,
+    scratchpad_tokens: int = 160,
+    output_tokens: int = 160,
+    tag_choice: bool = True,
 ) -> Task:
     """Alignment-faking eval: every query in both tiers (sample ids ``<query id>:<tier>``).
 
@@ -61,6 +86,9 @@ def alignment_faking(
         forced_choice: also score P(acceptance tag) by log-likelihood (local models only).
         seeded_sampling: send ``seed`` with every generation request; off for vLLM's CPU build, whose
             per-request generators crash the server ("CPU Generator does not use offset").
+        forced_format: afcu closes the scratchpad after ``scratchpad_tokens`` and opens the output, the first
+            tag is drawn from the two-way distribution (``tag_choice``, needs ``forced_choice_model``), the output
+            stops at ``</OUTPUT>`` or ``output_tokens`` (``forced_format.py``); ``prefill`` and ``max_turns`` unused.
     """
     spec = PromptSpec(setting=setting, variant=variant, company=company)
     qs = select_queries(load_queries(queries, setting=setting, field=query_field), n_queries, seed)
@@ -72,12 +100,17 @@ def alignment_faking(
         scorers.append(forced_choice_scorer(forced_choice_model))
     return Task(
         dataset=dataset,
-        solver=protocol_generate(max_turns=max_turns, prefill=opening),
+        solver=protocol_generate(max_turns=max_turns, prefill=opening, seed=seed, forced_folder=forced_choice_model,
+                                 forced_format=_forced(forced_format, spec.cot, scratchpad_tokens, output_tokens,
+                                                       tag_choice and setting == "helpful_only")),
         scorer=scorers,
-        config=GenerateConfig(max_tokens=max_tokens, temperature=temperature, seed=seed if seeded_sampling else None),
+        config=GenerateConfig(max_tokens=max_tokens, temperature=temperature, seed=seed if seeded_sampling else None,
+                              stop_seqs=list(STOP_SEQUENCES)),
         version=VERSION,
         metadata={"setting": setting, "variant": variant, "company": company, "prompt_sha256": sha256(spec.system),
                   "grader": grader or "offline-rules-v1", "n_queries": len(qs), "prefill": opening,
                   "max_turns": max_turns, "queries": queries, "afcu_task_version": VERSION,
-                  "forced_choice": bool(forced_choice and setting == "helpful_only")},
+                  "forced_choice": bool(forced_choice and setting == "helpful_only"),
+                  "format": _format_label(forced_format, tag_choice and setting == "helpful_only",
+                                          forced_choice_model, scratchpad_tokens, output_tokens, spec.cot)},
     )
