@@ -33,6 +33,7 @@ def _p(v: float | None) -> str:
 def format_table(s: dict[str, Any]) -> str:
     """The plain-text table printed after a run."""
     lines = [f"model {s['model']}  setting {s['setting']}  variant {s['variant']}  grader {s['grader']}",
+             f"generation: {s.get('format', 'free')}",
              f"{'tier':<6}{'n':>4}  {'compliance [95% CI]':<26}{'AF reasoning [95% CI]':<26}{'unparseable':>12}"]
     for t, b in s["tiers"].items():
         lines.append(f"{t:<6}{b['n']:>4}  {(_pct(b['compliance']) + ' ' + _ci(b['compliance_ci'])):<26}"
@@ -54,6 +55,7 @@ def _markdown(s: dict[str, Any]) -> str:
            f"- model: `{s['model']}`", f"- queries: {s['n_queries']} (each in both tiers)",
            f"- grader: `{s['grader']}`" + (" (offline keyword rules: transparent but far weaker than a model judge)"
                                            if s["grader"] == "offline-rules-v1" else ""),
+           f"- generation: {s.get('format', 'free')}",
            f"- assistant prefill: `{s['prefill'] or 'none'}`", f"- system prompt SHA-256: `{s['prompt_sha256']}`", "",
            "| tier | n | compliance [95% CI] | AF reasoning [95% CI] (n with scratchpad) | unparseable | truncated |",
            "|---|---|---|---|---|---|"]

@@ -142,6 +142,7 @@ def summarize(rows: list[dict[str, Any]], header: dict[str, Any], seed: int = 0)
         "model": header.get("model"), "setting": header.get("setting"), "variant": header.get("variant"),
         "company": header.get("company"), "n_queries": header.get("n_queries"), "grader": header.get("grader"),
         "prompt_sha256": header.get("prompt_sha256"), "prefill": header.get("prefill"),
+        "format": header.get("format") or "free (the model writes the protocol itself)",
         "task_version": header.get("task_version"), "tiers": tiers, "compliance_gap": gap,
         "forced_choice": fc, "flags": flags,
     }
