@@ -6,64 +6,50 @@ start-up; ``python -m vllm.entrypoints.openai.api_server`` works).  The server r
 its own environment (``.venv-vllm``, made by ``make setup-vllm``) so vLLM's pins (numpy,
 transformers) stay out of the main environment; see docs/engine.md for the settings.
 
-One server per (model folder, settings): its state (pid, port, API key, log) lives in
-``$AFCU_CACHE/engine/<key>.json`` so a second run on the same model reuses it.  A server
-started by a run is stopped when that process exits unless ``keep=True``
-(``afcu engine start`` or ``AFCU_ENGINE_KEEP=1``).
+One server per (model folder, settings): its state (pid, process group, port, API key, log,
+the runs using it) lives in ``$AFCU_CACHE/engine/<key>.json`` so a second run on the same model
+reuses it.  The state is written right after the process is spawned, before the health wait, so
+a start killed with ``kill -9`` leaves a recorded server that the next run or ``afcu engine
+stop`` finds and stops.  A health answer counts only when the socket listening on the recorded
+port belongs to the recorded process group (``afcu.engine_proc.port_owned_by``), so a run never
+talks to a server afcu did not start or record.  A server started by a run (``keep=False``) is
+released when each run using it exits (normal end, exception, Ctrl-C or SIGTERM) and stopped
+when the last one does, also when a resumed run reused the server of the killed run it resumes;
+``keep=True`` (``afcu engine start`` or ``AFCU_ENGINE_KEEP=1``) keeps it until ``afcu engine stop``.
 """
 
 from __future__ import annotations
 
 import atexit
-import fcntl
 import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from afcu.engine_cpu import pin_off_worker_cores
+from afcu import engine_proc
+from afcu.engine_cpu import group_pids, pin_off_worker_cores
 from afcu.engine_settings import EngineSettings
+from afcu.engine_state import (HOST, Server, _http_ok, _pid_alive, engine_dir, forget, is_healthy, kill_group,
+                               list_servers, lock_key, owns_port, read_state, stop_pid, stop_server,
+                               unrecorded_servers, write_state)
 from afcu.errors import AfcuError
-from afcu.models import cache_root, resolve_local
+from afcu.models import resolve_local
 from afcu.runs import atomic_write_json
 
+__all__ = ["EngineSettings", "HOST", "Server", "engine_dir", "ensure_server", "is_healthy", "list_servers",
+           "owns_port", "read_state", "release_server", "resolve_engine_model", "server_metrics", "start_server",
+           "stop_orphans", "stop_pid", "stop_server", "unrecorded_servers", "vllm_python"]
+
 VENV_NAME = ".venv-vllm"
-HOST = "127.0.0.1"  # loopback only: the server holds an API key but is never exposed
-
-
-@dataclass(frozen=True)
-class Server:
-    """A running server as recorded in its state file."""
-
-    model: str
-    port: int
-    api_key: str
-    pid: int
-    log: str
-    key: str
-    keep: bool = False
-    owner_pid: int = 0
-    started_at: float = 0.0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}/v1"
-
-    def eval_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``inspect_ai.eval`` (``model_base_url``, ``model_args``)."""
-        return {"model_base_url": self.base_url, "model_args": {"api_key": self.api_key}}
 
 
 def _repo_root() -> Path:
@@ -98,45 +84,11 @@ def seeded_sampling_ok(model: str, local: bool) -> bool:
     return not (model.startswith("vllm/") and local and not has_gpu())
 
 
-def engine_dir() -> Path:
-    """Where server state files and logs live: ``$AFCU_ENGINE_DIR`` or ``$AFCU_CACHE/engine``."""
-    return Path(os.environ.get("AFCU_ENGINE_DIR") or cache_root() / "engine")
-
-
 def server_key(model_dir: Path, settings: EngineSettings) -> str:
     """Stable id of (model folder, settings): one server per key."""
     served = {k: v for k, v in asdict(settings).items() if k != "startup_timeout_s"}
     blob = json.dumps({"model": str(model_dir), **served}, sort_keys=True)
     return f"{model_dir.name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
-
-
-def _http_ok(url: str, api_key: str | None = None, timeout: float = 3.0) -> bytes | None:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.read() if resp.status == 200 else None
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def is_healthy(server: Server, timeout: float = 3.0) -> bool:
-    """True when the process lives, ``/health`` answers and ``/v1/models`` (with the key) lists the model."""
-    if not _pid_alive(server.pid) or _http_ok(f"http://{HOST}:{server.port}/health", timeout=timeout) is None:
-        return False
-    body = _http_ok(f"{server.base_url}/models", server.api_key, timeout=timeout)
-    if body is None:
-        return False
-    return any(m.get("id") == server.model for m in json.loads(body).get("data", []))
 
 
 def server_metrics(server: Server, names: tuple[str, ...] = ("vllm:prompt_tokens_total", "vllm:prefix_cache_hits_total"),
@@ -151,24 +103,6 @@ def server_metrics(server: Server, names: tuple[str, ...] = ("vllm:prompt_tokens
     text = body.decode()
     return {n: sum(float(v) for v in re.findall(rf"^{re.escape(n)}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
             for n in names}
-
-
-def _state_path(key: str) -> Path:
-    return engine_dir() / f"{key}.json"
-
-
-def read_state(key: str) -> Server | None:
-    p = _state_path(key)
-    try:
-        return Server(**json.loads(p.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def list_servers() -> list[Server]:
-    """Every recorded server (healthy or not), oldest first."""
-    found = [read_state(p.stem) for p in sorted(engine_dir().glob("*.json"))]
-    return sorted((s for s in found if s is not None), key=lambda s: s.started_at)
 
 
 def _free_port(preferred: int = 0) -> int:
@@ -211,10 +145,18 @@ def _last_lines(path: Path, n: int = 3) -> str:
     return " | ".join(lines[-n:])[-400:]
 
 
+def _progress(server: Server, phase: str, elapsed: float) -> None:
+    print(f"afcu: vLLM engine for {Path(server.model).name}: {phase}, {elapsed:.0f} s (log {server.log})",
+          file=sys.stderr, flush=True)
+
+
 def start_server(model_dir: Path, settings: EngineSettings = EngineSettings(), log_path: Path | None = None,
                  keep: bool = False) -> Server:
-    """Start a server for ``model_dir`` and wait until it is healthy (~90 s for a 135M model on 2 cores).
+    """Start a server for ``model_dir`` and wait until it is healthy (~1-3.5 min for a 135M model on 2 cores).
 
+    The state file is written as soon as the process exists (``status="starting"``), so a start
+    killed with SIGKILL leaves a record for the next run and ``afcu engine stop``.  Progress
+    (phase from the server log, elapsed seconds) goes to stderr while it starts.
     Raises ``AfcuError`` when vLLM is not installed, the process dies, or ``/health`` does not
     answer within ``settings.startup_timeout_s`` (the message names the server log).
     """
@@ -226,72 +168,129 @@ def start_server(model_dir: Path, settings: EngineSettings = EngineSettings(), l
     log = log_path or engine_dir() / "logs" / f"{key}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     port, api_key = _endpoint(key)
-    cmd = [str(py), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+    cmd = [str(py), "-m", engine_proc.API_SERVER_MODULE, "--model", str(model_dir),
            "--host", HOST, "--port", str(port), *settings.server_args(gpu)]
     # The key goes through the environment (vLLM reads VLLM_API_KEY), never the command line `ps` shows.
+    # The marks let `afcu engine status` recognise this server even if its state file is lost.
     merged = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
-              "VLLM_API_KEY": api_key, **settings.server_env(gpu)}
+              "VLLM_API_KEY": api_key, engine_proc.MARK_KEY: key, engine_proc.MARK_DIR: str(engine_dir()),
+              **settings.server_env(gpu)}
     env = {k: v for k, v in merged.items() if v is not None}
     with open(log, "ab") as fh:
         fh.write(f"\n# afcu: {' '.join(cmd)}\n".encode())
         fh.flush()
+        offset = fh.tell()
         # Own session: a clean stop signals the whole group (API server + engine core).
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     server = Server(model=str(model_dir), port=port, api_key=api_key, pid=proc.pid, log=str(log), key=key,
-                    keep=keep, owner_pid=os.getpid(), started_at=time.time())
+                    keep=keep, owner_pid=os.getpid(), started_at=time.time(), pgid=proc.pid, status="starting",
+                    users=() if keep else (os.getpid(),))
     try:
-        _wait_healthy(server, proc, settings.startup_timeout_s)
+        write_state(server)  # before the wait: a SIGKILL from here on leaves a recorded server
+        _wait_healthy(server, proc, settings.startup_timeout_s, offset)
     except BaseException:  # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt), a failed start
-        _kill_group(proc.pid)  # nothing records this server yet: left running, no `afcu engine stop` would find it
+        kill_group(proc.pid)
+        forget(server)
         raise
     if not gpu and not settings.cpu_in_process and settings.threads_bind == "auto":
         pin_off_worker_cores(proc.pid)  # only a separate worker process needs the others moved away
-    atomic_write_json(_state_path(key), asdict(server))
-    os.chmod(_state_path(key), 0o600)  # holds the key
+    server = replace(server, status="ready")
+    write_state(server)
     if not keep:
-        atexit.register(stop_server, server)
+        _release_at_exit(server)
     return server
 
 
-def _wait_healthy(server: Server, proc: subprocess.Popen, timeout_s: int) -> None:
-    """Return once ``server`` is healthy; ``AfcuError`` (naming its log) if it exits or times out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def _wait_healthy(server: Server, proc: subprocess.Popen, timeout_s: int, log_offset: int = 0) -> None:
+    """Return once ``server`` is healthy; ``AfcuError`` (naming its log) if it exits or times out.
+
+    Prints the start-up phase to stderr when it changes and every 15 s.
+    """
+    t0 = time.monotonic()
+    shown, last = "", 0.0
+    while time.monotonic() - t0 < timeout_s:
         if proc.poll() is not None:
             raise AfcuError(f"vLLM server exited with code {proc.returncode} during start-up; see {server.log}: "
-                            f"{_last_lines(Path(server.log))}")
+                            f"{_last_lines(Path(server.log))}{_port_note(server)}")
         if is_healthy(server):
+            _progress(server, "ready", time.monotonic() - t0)
             return
+        phase = engine_proc.startup_phase(_log_since(Path(server.log), log_offset))
+        elapsed = time.monotonic() - t0
+        if phase != shown or elapsed - last >= 15:
+            _progress(server, phase, elapsed)
+            shown, last = phase, elapsed
         time.sleep(1.0)
-    raise AfcuError(f"vLLM server not healthy after {timeout_s} s; see {server.log} or raise startup_timeout_s")
+    raise AfcuError(f"vLLM server not healthy after {timeout_s} s; see {server.log} or raise startup_timeout_s"
+                    f"{_port_note(server)}")
 
 
-def _kill_group(pid: int, timeout: float = 30.0) -> None:
+def _log_since(path: Path, offset: int) -> str:
     try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _port_note(server: Server) -> str:
+    """``; port N is held by pid P, not this server ...`` when another process listens there."""
+    others = [p for p in engine_proc.port_owners(server.port) if p not in group_pids(server.group)]
+    if not others:
+        return ""
+    return (f"; port {server.port} is held by pid {others[0]}, not by this server: "
+            "`afcu engine status` lists afcu's servers, `afcu engine stop --all` stops them")
+
+
+def release_server(server: Server) -> None:
+    """This process stops using ``server``: stopped if it is a ``keep=False`` server and no other user lives."""
+    lock = lock_key(server.key)
+    try:
+        state = read_state(server.key)
+        if state is None or state.pid != server.pid:
+            return  # already stopped or replaced
+        users = state.live_users(without=os.getpid())
+        if state.keep or users:
+            write_state(replace(state, users=tuple(users)))
+        else:
+            stop_server(state)
+    finally:
+        lock.close()
+
+
+def _release_at_exit(server: Server) -> None:
+    me, here = os.getpid(), str(engine_dir())
+
+    def release() -> None:
+        if os.getpid() != me:  # a forked child inherits atexit handlers; only this process releases
+            return
+        os.environ["AFCU_ENGINE_DIR"] = here  # the state folder it was recorded in, whatever changed since
+        release_server(server)
+
+    atexit.register(release)
+
+
+def stop_orphans(skip: str = "") -> list[Server]:
+    """Stop recorded ``keep=False`` servers whose runs are all gone (killed with SIGKILL); returns them.
+
+    A server whose key is locked (a run starting or reusing it right now) is left alone.
+    """
+    stopped = []
+    for s in list_servers():
+        if s.keep or s.key == skip or s.live_users():
+            continue
+        lock = lock_key(s.key, block=False)
+        if lock is None:
+            continue
         try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        except ChildProcessError:  # not our child: poll for its exit instead
-            if not _pid_alive(pid):
-                return
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def stop_server(server: Server) -> None:
-    """SIGTERM the server's process group, SIGKILL after 30 s, and forget its state file."""
-    _kill_group(server.pid)
-    state = read_state(server.key)
-    if state is not None and state.pid == server.pid:
-        _state_path(server.key).unlink(missing_ok=True)
+            state = read_state(s.key)
+            if state is not None and state.pid == s.pid and not state.keep and not state.live_users():
+                stop_server(state)
+                stopped.append(state)
+        finally:
+            lock.close()
+    return stopped
 
 
 def _healthy_patiently(server: Server, tries: int = 3, timeout: float = 20.0) -> bool:
@@ -303,7 +302,7 @@ def _healthy_patiently(server: Server, tries: int = 3, timeout: float = 20.0) ->
     if is_healthy(server):
         return True
     for _ in range(tries):
-        if not _pid_alive(server.pid):
+        if not _pid_alive(server.pid) or not owns_port(server):
             return False
         if is_healthy(server, timeout=timeout):
             return True
@@ -316,21 +315,36 @@ def ensure_server(model_dir: Path, settings: EngineSettings = EngineSettings(), 
     """Reuse the healthy server for (model, settings) or start one; returns (server, started_now).
 
     A file lock makes concurrent runs wait for one start instead of starting two servers.
+    A reused ``keep=False`` server adds this process to its users (so a resumed run stops the
+    server of the run it resumes when it ends); ``keep=True`` makes a reused server permanent.
+    Orphaned ``keep=False`` servers of other settings are stopped first.
     The log goes to ``run_dir/engine/vllm-server.log`` when a run starts it, else the cache.
     """
     keep = os.environ.get("AFCU_ENGINE_KEEP", "") == "1" if keep is None else keep
     key = server_key(model_dir, settings)
-    engine_dir().mkdir(parents=True, exist_ok=True)
-    with open(engine_dir() / f".{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    lock = lock_key(key)
+    try:
+        for s in stop_orphans(skip=key):
+            print(f"afcu: stopped vLLM server {s.key} (pid {s.pid}): the run that started it is gone", file=sys.stderr)
         old = read_state(key)
-        if old is not None and _healthy_patiently(old):
-            server, started = old, False
+        while old is not None and old.status == "starting" and old.live_users() and _pid_alive(old.pid):
+            time.sleep(1.0)  # started outside this lock (start_server called directly) by a live process
+            old = read_state(key)
+        if old is not None and old.status == "ready" and _healthy_patiently(old):
+            users = old.live_users(without=os.getpid())
+            server = replace(old, keep=old.keep or keep, users=tuple(users if keep else users + [os.getpid()]),
+                             owner_pid=old.owner_pid if old.live_users() else os.getpid())
+            write_state(server)
+            if not server.keep:
+                _release_at_exit(server)
+            started = False
         else:
-            if old is not None:  # a stale or sick server: clear it before starting another
+            if old is not None:  # stale, sick, or a start whose run was killed: clear it before starting another
                 stop_server(old)
             log = Path(run_dir) / "engine" / "vllm-server.log" if run_dir else None
             server, started = start_server(model_dir, settings, log, keep), True
+    finally:
+        lock.close()
     if run_dir is not None:
         info = {k: v for k, v in asdict(server).items() if k != "api_key"}
         atomic_write_json(Path(run_dir) / "engine" / "engine.json",

@@ -12,13 +12,29 @@ from pathlib import Path
 from afcu.errors import AfcuError
 
 
+KIND_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # the flags that decide the engine's dtype
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's flags from /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        return set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return set()
+
+
+def cpu_kind(flags: set[str] | None = None) -> str:
+    """``"amx_bf16"``, ``"avx512_bf16"``, ``"avx2"`` or ``"other"``: the best bf16 path the CPU has."""
+    flags = cpu_flags() if flags is None else flags
+    for kind in ("amx_bf16", "avx512_bf16", "avx2"):
+        if kind in flags:
+            return kind
+    return "other"
+
+
 def cpu_has_native_bf16() -> bool:
     """True when /proc/cpuinfo lists ``avx512_bf16`` or ``amx_bf16`` (False where it cannot be read)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return cpu_kind() in ("amx_bf16", "avx512_bf16")
 
 
 def resolve_dtype(dtype: str, gpu: bool) -> str:

@@ -29,7 +29,7 @@ for a in ("--model", "--host", "--port", "--dtype", "--max-model-len", "--max-nu
     p.add_argument(a)
 p.add_argument("--enable-prefix-caching", action="store_true")
 args, _ = p.parse_known_args()
-print("ENV", json.dumps({k: v for k, v in os.environ.items() if k.startswith(("VLLM_CPU", "VLLM_ENABLE", "OMP_NUM"))}),
+print("ENV", json.dumps({k: v for k, v in os.environ.items() if k.startswith(("VLLM_CPU", "VLLM_ENABLE", "OMP_NUM", "AFCU_ENGINE_SERVER"))}),
       flush=True)
 print("ARGS", json.dumps(sys.argv[1:]), flush=True)
 if os.environ.get("FAKE_PIDFILE"):
@@ -64,6 +64,7 @@ def fake_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fakevllm"))
     monkeypatch.setenv("AFCU_VLLM_PYTHON", sys.executable)
     monkeypatch.setenv("AFCU_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("AFCU_ENGINE_DIR", str(tmp_path / "engine"))  # never a user's servers
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no nvidia-smi: the CPU settings apply
     return tmp_path
 
@@ -192,6 +193,8 @@ def test_start_reuse_and_stop(tiny_model_dir: Path, fake_vllm: Path, monkeypatch
     assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
     assert env["OMP_NUM_THREADS"] == str(len(os.sched_getaffinity(0))) or engine_cpu.numa_nodes() > 1
     assert key not in log and "--api-key" not in log  # the key travels in the environment only
+    # afcu's marks, by which `afcu engine status` finds the server should its state file be lost
+    assert env["AFCU_ENGINE_SERVER_DIR"] == str(engine.engine_dir()) and env["AFCU_ENGINE_SERVER_KEY"]
     info = json.loads((run_dir / "engine" / "engine.json").read_text())
     assert info["reused"] is False and "api_key" not in info
 
@@ -247,6 +250,166 @@ def test_interrupted_start_leaves_no_server(tiny_model_dir: Path, fake_vllm: Pat
     assert engine.list_servers() == []
 
 
+# A run as `afcu eval` uses the engine: ensure_server, then work; SIGTERM takes afcu's Ctrl-C path.
+RUN = """
+import signal, sys, time
+from pathlib import Path
+from afcu import engine
+from afcu.cli import _terminated
+signal.signal(signal.SIGTERM, _terminated)
+settings = engine.EngineSettings(startup_timeout_s=300, max_num_seqs=int(sys.argv[2]))
+server, started = engine.ensure_server(Path(sys.argv[1]), settings)
+print("SERVER", server.pid, started, flush=True)
+if sys.argv[3] == "crash":
+    raise RuntimeError("the eval crashed")
+if sys.argv[3] == "wait":
+    time.sleep(300)
+"""
+
+
+def _run(folder: Path, seqs: int, mode: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", RUN, str(folder), str(seqs), mode], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _server_line(proc: subprocess.Popen[str]) -> tuple[int, bool]:
+    line = proc.stdout.readline() if proc.stdout else ""
+    assert line.startswith("SERVER"), line + (proc.stderr.read() if proc.stderr else "")
+    _, pid, started = line.split()
+    return int(pid), started == "True"
+
+
+def _wait_for(pred, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def _cli(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "afcu.cli", "engine", *argv], capture_output=True, text=True,
+                          timeout=120, cwd=cwd)
+
+
+def test_kill9_during_start_leaves_a_recorded_server_the_next_run_stops(tiny_model_dir: Path, fake_vllm: Path) -> None:
+    """SIGKILL (no atexit, no signal handler) of a run while its server starts: the server was recorded
+    before the health wait, so the next run, here on other settings, finds it orphaned and stops it."""
+    pidfile = fake_vllm / "server.pid"
+    run = _run(tiny_model_dir.resolve(), 2, "wait", FAKE_SLOW="120", FAKE_PIDFILE=str(pidfile))
+    server_pid = int(_wait_for(lambda: pidfile.exists() and pidfile.read_text()))
+    (rec,) = _wait_for(engine.list_servers)
+    assert (rec.pid, rec.pgid, rec.status, rec.users) == (server_pid, server_pid, "starting", (run.pid,))
+    run.kill()
+    run.wait()
+    assert engine._pid_alive(server_pid)  # outlived its run ...
+    second, started = engine.ensure_server(tiny_model_dir.resolve(), engine.EngineSettings(startup_timeout_s=60))
+    try:  # ... until the next run
+        assert started and not engine._pid_alive(server_pid)
+        assert [s.pid for s in engine.list_servers()] == [second.pid]
+    finally:
+        engine.stop_server(second)
+
+
+def test_kill9_of_engine_start_shows_in_status_and_stop_stops_it(tiny_model_dir: Path, fake_vllm: Path) -> None:
+    pidfile = fake_vllm / "server.pid"
+    env = {**os.environ, "FAKE_SLOW": "120", "FAKE_PIDFILE": str(pidfile)}
+    cli = subprocess.Popen([sys.executable, "-m", "afcu.cli", "engine", "start", str(tiny_model_dir)], env=env,
+                           stderr=subprocess.PIPE, text=True)
+    server_pid = int(_wait_for(lambda: pidfile.exists() and pidfile.read_text()))
+    _wait_for(engine.list_servers)
+    assert "importing vLLM" in cli.stderr.readline()  # progress: phase and elapsed seconds, before any answer
+    cli.kill()
+    cli.wait()
+    status = _cli(fake_vllm, "status").stdout
+    assert f"pid {server_pid}" in status and "start interrupted (its run was killed), still running" in status
+    assert "stopped" in _cli(fake_vllm, "stop", "--all").stdout
+    assert not engine._pid_alive(server_pid) and engine.list_servers() == []
+
+
+def test_resumed_run_stops_the_server_it_reused(tiny_model_dir: Path, fake_vllm: Path) -> None:
+    """A run killed after its server was up leaves it recorded; the resumed run reuses it and stops it at its end."""
+    first = _run(tiny_model_dir.resolve(), 2, "wait")
+    pid, started = _server_line(first)
+    assert started
+    first.kill()
+    first.wait()
+    assert "orphaned" in _cli(fake_vllm, "status").stdout
+    resumed = _run(tiny_model_dir.resolve(), 2, "end")
+    assert _server_line(resumed) == (pid, False)  # reused, not restarted
+    assert resumed.wait(timeout=60) == 0
+    assert not engine._pid_alive(pid) and engine.list_servers() == []
+
+
+def test_a_runs_server_stops_on_crash_and_on_sigterm(tiny_model_dir: Path, fake_vllm: Path) -> None:
+    crash = _run(tiny_model_dir.resolve(), 2, "crash")
+    pid, _ = _server_line(crash)
+    assert crash.wait(timeout=60) == 1
+    assert not engine._pid_alive(pid) and engine.list_servers() == []
+    term = _run(tiny_model_dir.resolve(), 2, "wait")
+    pid, _ = _server_line(term)
+    term.send_signal(signal.SIGTERM)
+    term.wait(timeout=60)
+    assert not engine._pid_alive(pid) and engine.list_servers() == []
+
+
+def test_a_shared_server_stops_with_its_last_user(tiny_model_dir: Path, fake_vllm: Path) -> None:
+    settings = engine.EngineSettings(startup_timeout_s=60, max_num_seqs=2)
+    mine, _ = engine.ensure_server(tiny_model_dir.resolve(), settings)
+    other = _run(tiny_model_dir.resolve(), 2, "end")
+    assert _server_line(other) == (mine.pid, False)
+    assert other.wait(timeout=60) == 0
+    assert engine.is_healthy(mine)  # this process still uses it
+    engine.release_server(mine)
+    assert not engine._pid_alive(mine.pid) and engine.list_servers() == []
+
+
+def test_health_is_trusted_only_from_the_recorded_process(tiny_model_dir: Path, fake_vllm: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An impostor on the port (an unrecorded orphan holding the same key) answers /health and /v1/models,
+    but the port's listening socket is not the recorded process group's, so afcu does not trust it."""
+    from afcu import engine_proc
+
+    folder = tiny_model_dir.resolve()
+    port, key = engine._endpoint("impostor")
+    env = {**os.environ, "VLLM_API_KEY": key, engine_proc.MARK_DIR: str(engine.engine_dir())}
+    imp = subprocess.Popen([sys.executable, "-m", engine_proc.API_SERVER_MODULE, "--model", str(folder), "--host",
+                            engine.HOST, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        as_imp = engine.Server(model=str(folder), port=port, api_key=key, pid=imp.pid, log="", key="x", pgid=imp.pid)
+        _wait_for(lambda: engine.is_healthy(as_imp))
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+        try:
+            assert not engine.is_healthy(engine.Server(**{**as_imp.__dict__, "pid": sleeper.pid, "pgid": sleeper.pid}))
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        # a start handed that port (the impostor bound it after afcu chose it) fails, naming the holder
+        monkeypatch.setattr(engine, "_free_port", lambda preferred=0: port)
+        with pytest.raises(AfcuError, match=f"port {port} is held by pid {imp.pid}"):
+            engine.start_server(folder, engine.EngineSettings(startup_timeout_s=60))
+        assert engine.list_servers() == [] and imp.poll() is None
+        status = _cli(fake_vllm, "status").stdout
+        assert f"unrecorded vLLM server: pid {imp.pid}, port {port}" in status
+        assert f"stopped unrecorded vLLM server pid {imp.pid}" in _cli(fake_vllm, "stop", "--all").stdout
+        assert imp.wait(timeout=30) is not None
+    finally:
+        if imp.poll() is None:
+            os.killpg(imp.pid, 9)
+            imp.wait()
+
+
+def test_startup_phase_from_the_server_log() -> None:
+    from afcu import engine_proc
+
+    assert engine_proc.startup_phase("") == "importing vLLM"
+    log = "x Initializing a V1 LLM engine\ny Starting to load model /m\nLoading weights took 3.5 seconds\n"
+    assert engine_proc.startup_phase(log) == "weights loaded, preparing the model"
+    assert engine_proc.startup_phase(log + "CPU KV cache size: 23,296 tokens") == "allocating the KV cache"
+
+
 def test_engine_start_reads_the_environment_runs_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`afcu engine start` must start the server a run in the same shell reuses (same settings, same key)."""
     import argparse
@@ -275,6 +438,7 @@ def test_cli_start_status_stop(tiny_model_dir: Path, fake_vllm: Path) -> None:
     (server,) = engine.list_servers()
     assert server.keep and engine.is_healthy(server)  # outlived the command that started it
     assert "healthy" in afcu("status").stdout
+    assert "afcu: vLLM engine for" in out.stderr and "ready" in out.stderr  # start-up progress on stderr
     assert afcu("stop").returncode == 2  # neither a model nor --all
     assert afcu("stop", "--all").returncode == 0
     assert engine.list_servers() == [] and not engine.is_healthy(server)
