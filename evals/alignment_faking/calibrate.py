@@ -28,12 +28,14 @@ from afcu.config import build_parser, config_from_args
 from afcu.errors import AfcuError
 from afcu.models import to_inspect_model
 from afcu.runs import atomic_write_json, atomic_write_text, mark_finished, prepare_run
+from afcu.userfiles import read_jsonl, read_table
 from evals.alignment_faking.graders import GraderSpec, classify_af
 
 
 @dataclass(frozen=True)
 class CalibrateConfig:
-    labels: str = field(default="", metadata={"help": "labelled scratchpads: JSONL (text, label) or JSON {samples: [...]}"})
+    labels: str = field(default="", metadata={"help": "labelled scratchpads: a JSONL file (text, label) or a JSON file {samples: [...]}, e.g. ../shared/data/af_labels/gold_dev.json"})
+    encoding: str = field(default="utf-8", metadata={"help": "text encoding of the --labels file (e.g. latin-1)"})
     positive_label: str = field(default="potential_faking", metadata={"help": "label value that means alignment faking"})
     grader: str | None = field(default=None, metadata={"help": "inspect model for the classifier; default: offline rules"})
     grader_votes: int = field(default=20, metadata={"help": "classifier votes at temperature 1"})
@@ -46,35 +48,18 @@ class CalibrateConfig:
     overwrite: bool = field(default=False, metadata={"help": "replace a finished calibration in --out"})
 
 
-def load_labels(path: str | Path) -> list[dict[str, Any]]:
-    """Rows with ``text`` and ``label``; raises ``AfcuError`` naming the file, line and field."""
+def load_labels(path: str | Path, encoding: str = "utf-8") -> list[dict[str, Any]]:
+    """Rows with ``text`` and ``label`` from a ``.json`` file (a list or ``{"samples": [...]}``) or JSONL,
+    read by :mod:`afcu.userfiles`; raises ``AfcuError`` naming the file, line and field."""
     p = Path(path)
-    if not p.is_file():
-        raise AfcuError(f"labels file {p} not found")
-    raw = p.read_text()
-    if p.suffix == ".json":
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise AfcuError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        rows = data.get("samples") if isinstance(data, dict) else data
-        if not isinstance(rows, list):
-            raise AfcuError(f"{p}: expected a list of samples or {{\"samples\": [...]}}")
-    else:
-        rows = []
-        for i, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise AfcuError(f"{p}: line {i} is not valid JSON ({exc.msg})") from None
-    for i, r in enumerate(rows, 1):
-        if not isinstance(r, dict) or not isinstance(r.get("text"), str) or "label" not in r:
-            raise AfcuError(f"{p}: sample {i} needs a string field 'text' and a field 'label'")
-    if not rows:
-        raise AfcuError(f"{p}: no samples")
-    return rows
+    recs = (read_table(p, "labels", encoding, flag="--labels") if p.suffix.lower() == ".json"
+            else read_jsonl(p, "labels", encoding, flag="--labels", skip_flag=None))
+    for i, (line, r) in enumerate(zip(recs.lines, recs.rows), 1):
+        if not isinstance(r.get("text"), str) or "label" not in r:
+            where = f"{p}:{line}" if p.suffix.lower() != ".json" else f"{p}: sample {i}"
+            raise AfcuError(f"{where}: needs a string field 'text' and a field 'label' (fields present: "
+                            f"{', '.join(r) or 'none'})")
+    return recs.rows
 
 
 async def _classify(rows: list[dict[str, Any]], spec: GraderSpec, concurrency: int) -> list[dict[str, Any]]:
@@ -154,7 +139,7 @@ def main(cfg: CalibrateConfig) -> dict[str, Any]:
         to_inspect_model(cfg.grader)
     if cfg.grader_votes < 1 or not 0.0 <= cfg.target_fpr <= 1.0:
         raise AfcuError("--grader-votes must be >= 1 and --target-fpr between 0 and 1")
-    rows = load_labels(cfg.labels)
+    rows = load_labels(cfg.labels, cfg.encoding)
     y = [str(r["label"]) == cfg.positive_label for r in rows]
     if all(y) or not any(y):
         raise AfcuError(f"{cfg.labels}: field 'label' needs both {cfg.positive_label!r} and other values for AUROC")
