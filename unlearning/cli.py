@@ -22,8 +22,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     plot.add_argument("run_dir")
 
 
+def bench_main(argv: list[str]) -> int:
+    """``python -m unlearning.bench FLAGS`` (the entry for ``accelerate launch -m``); exit code 2 on bad input."""
+    import sys
+
+    from afcu.errors import AfcuError
+    from unlearning.bench import BenchConfig
+
+    parser = build_parser(BenchConfig, prog="python -m unlearning.bench")
+    args = parser.parse_args(argv)
+    args.action = "bench"
+    try:
+        return run(args)
+    except AfcuError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def run(args: argparse.Namespace) -> int:
     from unlearning import bench
+    from unlearning.distributed import world
 
     if args.action == "plot":
         summary = bench.finish(Path(args.run_dir))
@@ -37,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             data[key] = yaml.safe_load(value) if isinstance(value, str) and value.lstrip().startswith("{") else value
     cfg = bench.resolve(data, str(args.config) if getattr(args, "config", None) else "command line")
     run_dir = bench.main(cfg)
-    print((run_dir / "table.md").read_text())
-    print(f"run folder: {run_dir}")
+    if world()[0] == 0:  # rank 0 alone reports (and alone wrote the files)
+        print((run_dir / "table.md").read_text())
+        print(f"run folder: {run_dir}")
     return 0

@@ -1,6 +1,6 @@
 """The paper's figure from results.csv: Acc_corr and Acc_retain against the flagged fraction.
 
-One figure per manipulation, two panels, one line per method (mean over seeds)
+One figure per manipulation and |S_m| (setting), two panels, one line per method (mean over seeds)
 with a band from the lowest to the highest seed; the original (poisoned) model
 and the oracle are dashed horizontal references.
 """
@@ -15,16 +15,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from unlearning.metrics import curves, read_rows, reference  # noqa: E402
+from unlearning.metrics import curves, read_rows, reference, setting  # noqa: E402
 
 PANELS = (("acc_corr", "Acc_corr (manipulated domain, true labels)"), ("acc_retain", "Acc_retain"))
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
-    """Write ``figures/<manipulation>.png`` for every manipulation in ``results.csv``; returns the paths."""
+    """Write ``figures/<manipulation>_n<|S_m|>.png`` for every setting in ``results.csv``; returns the paths."""
     run_dir = Path(run_dir)
     rows = read_rows(run_dir / "results.csv")
-    manips = sorted({r["manipulation"] for r in rows})
+    manips = sorted({setting(r) for r in rows})
     out = []
     (run_dir / "figures").mkdir(exist_ok=True)
     for manip in manips:

@@ -12,6 +12,8 @@ For ``sdf_implant`` the implant is measured by ``implant_ppl`` (held-out documen
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,14 +65,16 @@ class LLMTrack:
         self.data = config_from_dict(LLMData, dict(cfg.llm), "bench field 'llm'")
         self.manip_cfg = config_from_dict(ManipulationConfig, dict(cfg.manipulation), "bench field 'manipulation'")
 
-    def manipulate(self, name: str, seed: int) -> ManipulatedData:
+    def manipulate(self, name: str, seed: int, size: int | None = None) -> ManipulatedData:
+        """The manipulated data of one group; ``size`` overrides ``manipulation.n_manipulated`` (|S_m|)."""
         if name not in TEXT_MANIPULATIONS:
             raise AfcuError(f"bench field 'manipulations': {name!r} is not a text manipulation "
                             f"({', '.join(TEXT_MANIPULATIONS)}); use --track vision for image ones")
         d = self.data
         pairs = make_pairs(d.n_train + d.n_test + d.n_val, seed)
         train, test, val = pairs[:d.n_train], pairs[d.n_train:d.n_train + d.n_test], pairs[d.n_train + d.n_test:]
-        md = MANIPULATIONS.get(name)(train, test, self.manip_cfg, seed)
+        mcfg = self.manip_cfg if size is None else dataclasses.replace(self.manip_cfg, n_manipulated=size)
+        md = MANIPULATIONS.get(name)(train, test, mcfg, seed)
         tok, L = self.task.tokenizer, self.task.max_len
         md.train = encode(tok, md.train, L)
         md.train.task = self.task
@@ -82,7 +86,7 @@ class LLMTrack:
 
     def original(self, md: ManipulatedData, name: str, seed: int, run_dir: Path) -> nn.Module:
         """The base model fine-tuned on the manipulated D; weights cached under checkpoints/."""
-        path = run_dir / "checkpoints" / f"original_{name}_seed{seed}.pt"
+        path = run_dir / "checkpoints" / f"original_{name}_n{len(md.manipulated_ids)}_seed{seed}.pt"
         return fit_or_load(self.task, md.train, seed, path)
 
     def accuracy(self, model: nn.Module, data: Split) -> float:

@@ -1,6 +1,8 @@
 """Results table helpers: reading results.csv, seed means, and the per-method summary numbers.
 
-Summary (per manipulation and method, over seed means):
+Rows are grouped by *setting* = manipulation and |S_m| (``badnets_n38``), so every
+table, summary entry and figure is per manipulation size.
+Summary (per setting and method, over seed means):
 - ``auc_acc_corr``: area under the Acc_corr-versus-flagged-fraction curve (trapezoid
   rule over the measured fractions, ``single`` placed at 1/|S_m|), divided by the
   fraction range so it reads as a mean accuracy in [0, 1].
@@ -21,7 +23,8 @@ from typing import Any
 import numpy as np
 
 COLUMNS = ["method", "manipulation", "fraction", "n_flagged", "n_manipulated", "seed", "acc_corr", "acc_retain",
-           "asr", "asr_clean", "utility", "implant_ppl", "time_s", "passes", "forward", "backward", "chosen"]
+           "asr", "asr_clean", "utility", "implant_ppl", "time_s", "passes", "forward", "backward", "chosen",
+           "n_dampened", "frac_dampened"]
 REFERENCE = ("original", "oracle")  # one row per (manipulation, seed), fraction left empty
 
 
@@ -50,6 +53,11 @@ def _fmt(v: Any) -> Any:
     return v
 
 
+def setting(row: dict[str, Any]) -> str:
+    """The manipulation and its size, e.g. ``badnets_n38`` (reference rows carry the same n_manipulated)."""
+    return f"{row['manipulation']}_n{int(num(row['n_manipulated']))}"
+
+
 def num(v: Any) -> float:
     """A CSV cell as float (nan when empty)."""
     return float(v) if v not in (None, "") else float("nan")
@@ -66,7 +74,7 @@ def curves(rows: list[dict[str, Any]], metric: str) -> dict[tuple[str, str], dic
     for r in rows:
         if r["method"] in REFERENCE:
             continue
-        out[(r["manipulation"], r["method"])][x_of(r)].append(num(r[metric]))
+        out[(setting(r), r["method"])][x_of(r)].append(num(r[metric]))
     return out
 
 
@@ -75,7 +83,7 @@ def reference(rows: list[dict[str, Any]], method: str, metric: str) -> dict[str,
     out: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         if r["method"] == method:
-            out[r["manipulation"]].append(num(r[metric]))
+            out[setting(r)].append(num(r[metric]))
     return out
 
 
@@ -85,7 +93,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
     oc, orr = reference(rows, "oracle", "acc_corr"), reference(rows, "oracle", "acc_retain")
     cost: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for r in rows:
-        cost[(r["manipulation"], r["method"])].append((num(r["time_s"]), num(r["passes"])))
+        cost[(setting(r), r["method"])].append((num(r.get("time_s")), num(r.get("passes"))))
     out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for (manip, method), by_x in sorted(corr.items()):
         xs = sorted(by_x)

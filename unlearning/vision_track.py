@@ -6,6 +6,8 @@ Datasets: ``digits`` (scikit-learn's bundled 8x8 digits; CPU, minutes) and
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +48,14 @@ class VisionTrack:
                 raise AfcuError(f"bench field 'dataset': {self.cfg.dataset!r} is not digits or cifar10")
         return self._splits[seed]
 
-    def manipulate(self, name: str, seed: int) -> ManipulatedData:
+    def manipulate(self, name: str, seed: int, size: int | None = None) -> ManipulatedData:
+        """The manipulated data of one group; ``size`` overrides ``manipulation.n_manipulated`` (|S_m|)."""
         if name not in IMAGE_MANIPULATIONS:
             raise AfcuError(f"bench field 'manipulations': {name!r} is not an image manipulation "
                             f"({', '.join(IMAGE_MANIPULATIONS)}); use --track llm for text ones")
         train, val, test = self.splits(seed)
-        md = MANIPULATIONS.get(name)(train, test, self.manip_cfg, seed)
+        mcfg = self.manip_cfg if size is None else dataclasses.replace(self.manip_cfg, n_manipulated=size)
+        md = MANIPULATIONS.get(name)(train, test, mcfg, seed)
         md.train.task = self.task
         md.tests["val"] = val  # clean held-out data: the only data besides S_f that selection may use
         return md
@@ -62,7 +66,7 @@ class VisionTrack:
 
     def original(self, md: ManipulatedData, name: str, seed: int, run_dir: Path) -> nn.Module:
         """The model trained on the manipulated D with the recipe; cached under checkpoints/."""
-        path = run_dir / "checkpoints" / f"original_{name}_seed{seed}.pt"
+        path = run_dir / "checkpoints" / f"original_{name}_n{len(md.manipulated_ids)}_seed{seed}.pt"
         return fit_or_load(self.task, md.train, seed, path)
 
     def evaluate(self, model: nn.Module, md: ManipulatedData, name: str) -> dict[str, float | None]:

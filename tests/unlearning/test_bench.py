@@ -15,7 +15,7 @@ TIMING = {"time_s", "passes", "forward", "backward"}
 def _cfg(out, **kw):
     data = {"track": "vision", "out": str(out), "seeds": [0], "fractions": ["single", "1.0"],
             "methods": ["ssd", "gradient_ascent", "oracle"], "manipulations": ["badnets"],
-            "manipulation": {"n_manipulated": 40}, "train": {"epochs": 2},
+            "manipulation": {"n_manipulated": 40}, "sizes": {"badnets": [40]}, "train": {"epochs": 2},
             "method": {"forget_epochs": 1}, "grids": {"ssd": {"alpha": [1.0, 10.0]}}}
     data.update(kw)
     return bench.resolve(data, "test")
@@ -30,8 +30,9 @@ def test_sweep_writes_rows_and_resumes_only_missing_cells(tmp_path, monkeypatch)
         ("gradient_ascent", "single"), ("gradient_ascent", "1.0")}
     for col in ("acc_corr", "acc_retain", "asr", "utility", "time_s", "passes"):
         assert all(r[col] != "" for r in rows if r["method"] not in ("original",)), col
-    assert (run_dir / "figures" / "badnets.png").exists() and (run_dir / "summary.json").exists()
+    assert (run_dir / "figures" / "badnets_n40.png").exists() and (run_dir / "summary.json").exists()
     assert any(r["chosen"].startswith("alpha=") for r in rows if r["method"] == "ssd")
+    assert all(r["n_dampened"] != "" and 0 <= float(r["frac_dampened"]) <= 1 for r in rows if r["method"] == "ssd")
 
     # simulate an interruption after all but the last cell
     (run_dir / FINISHED).unlink()
@@ -56,6 +57,34 @@ def test_fixed_seed_reproduces_numbers(tmp_path):
             for i in range(2)]
     strip = [[{k: v for k, v in r.items() if k not in TIMING} for r in rows] for rows in runs]
     assert strip[0] == strip[1]
+
+
+def test_sizes_are_an_axis_with_one_figure_and_summary_each(tmp_path):
+    cfg = _cfg(tmp_path / "sz", methods=["assd", "oracle"], fractions=["1.0"], sizes={"badnets": [20, 40]})
+    run_dir = bench.main(cfg)
+    rows = read_rows(run_dir / "results.csv")
+    assert sorted({r["n_manipulated"] for r in rows}) == ["20", "40"]
+    assert {(r["method"], r["n_manipulated"]) for r in rows} == {(m, n) for m in ("original", "oracle", "assd")
+                                                                  for n in ("20", "40")}
+    summary = (run_dir / "summary.json").read_text()
+    assert '"badnets_n20"' in summary and '"badnets_n40"' in summary
+    for n in (20, 40):
+        assert (run_dir / "figures" / f"badnets_n{n}.png").exists()
+        assert (run_dir / "checkpoints" / f"original_badnets_n{n}_seed0.pt").exists()
+
+
+def test_method_args_are_validated_by_the_methods_dataclass(tmp_path):
+    cfg = _cfg(tmp_path / "ma", method_args={"npo": {"beta": 0.3}, "ssd": {"reference": "retain"}})
+    assert cfg.method_args["npo"] == {"beta": 0.3}
+    with pytest.raises(AfcuError, match="method_args.npo.*unknown key.*betta"):
+        _cfg(tmp_path / "x", method_args={"npo": {"betta": 0.3}})
+    with pytest.raises(AfcuError, match="reference"):
+        _cfg(tmp_path / "x", method_args={"ssd": {"reference": "everything"}})
+    with pytest.raises(AfcuError, match="method_args"):
+        _cfg(tmp_path / "x", method_args={"nope": {}})
+    from unlearning.methods import METHODS
+
+    assert bench.BenchConfig().methods == METHODS.names()
 
 
 def test_bad_config_names_the_field(tmp_path):

@@ -12,6 +12,7 @@ from unlearning.llm import LLMTask, encode
 from unlearning.llm_data import make_pairs
 from unlearning.manipulations import MANIPULATIONS, ManipulationConfig
 from unlearning.methods import METHODS, MethodConfig, run_method
+from unlearning.methods.base import make_config
 from unlearning.metrics import read_rows
 
 
@@ -53,9 +54,10 @@ def test_trigger_backdoor_rewrites_exactly_s_m(llm_setup):
 def test_every_method_changes_a_language_model(name, llm_setup):
     task, model, md, train, forget, retain = llm_setup
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    cfg = MethodConfig(alpha=1.0, lr=1e-3, batch_size=4, epochs=1, forget_epochs=1, importance_batch_size=4,
-                       k=1, max_steps=2)
-    new, cost = run_method(name, model, forget, retain, cfg)
+    common = MethodConfig(lr=1e-3, batch_size=4, epochs=1, forget_epochs=1, max_steps=2)
+    args = {"ssd": {"alpha": 1.0, "importance_batch_size": 4}, "lfssd": {"alpha": 1.0, "importance_batch_size": 4},
+            "assd": {"importance_batch_size": 4}, "cf_k": {"k": 1}, "eu_k": {"k": 1}}
+    new, cost = run_method(name, model, forget, retain, make_config(name, common, args.get(name)))
     assert any(not torch.equal(before[n], p) for n, p in new.named_parameters()), name
     assert cost.forward > 0
 

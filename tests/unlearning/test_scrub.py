@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from unlearning.methods import MethodConfig
-from unlearning.methods.scrub import distill_kl, scrub_max_loss, scrub_min_loss
+from unlearning.methods.scrub import SCRUBConfig, distill_kl, scrub_max_loss, scrub_min_loss
 
 
 def _kl_by_hand(s, t, temp):
@@ -23,7 +22,7 @@ def test_max_step_negates_only_kl_and_min_step_sums_terms():
     g = torch.Generator().manual_seed(1)
     s, t = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
     y = torch.tensor([0, 1, 2, 0, 1, 2])
-    cfg = MethodConfig(scrub_kl_weight=0.7, scrub_ce_weight=1.3, temperature=4.0)
+    cfg = SCRUBConfig(kl_weight=0.7, ce_weight=1.3, temperature=4.0)
     kl = _kl_by_hand(s, t, 4.0)
     ce = torch.nn.functional.cross_entropy(s, y)
     assert torch.allclose(scrub_max_loss(s, t, cfg), -0.7 * kl, atol=1e-6)

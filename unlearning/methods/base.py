@@ -4,27 +4,41 @@
 :class:`~unlearning.data.Split` objects carrying the same ``task``.  A method
 may modify ``model`` in place (the runner hands it a copy).  Forward/backward
 passes are counted by the task's counter; :func:`run_method` adds wall time.
+
+Each method registers its own frozen config dataclass beside it, a subclass of
+:class:`MethodConfig` (the options every method shares)::
+
+    @METHODS.register("npo", config=NPOConfig)
+    def npo(model, forget, retain, config: NPOConfig) -> nn.Module: ...
+
+A method may return ``(model, info)``; ``info`` (e.g. SSD's ``n_dampened``) is
+kept in :attr:`Cost.info` and lands in results.csv.  A method whose expensive
+part does not depend on its grid (SSD's importances) also registers
+``prepare=``: :func:`~unlearning.selection.select_and_run` then calls it once per
+cell and hands the result to every candidate as ``state=``.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from torch import nn
 
+from afcu.config import config_from_dict
 from afcu.registry import Registry
 from unlearning.data import Split, Task
 
-Method = Callable[[nn.Module, Split, Split, "MethodConfig"], nn.Module]
-METHODS: Registry[Method] = Registry("unlearning method")
+Method = Callable[..., Any]
+Prepare = Callable[[nn.Module, Split, Split, Any], Any]
 
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """Hyper-parameters of every method (each reads its own fields).
+    """Options every method shares (``bench.method``); each method's config adds its own.
 
     Defaults are the original papers' where one exists; the benchmark never tunes
     them toward a result (see unlearning/README.md for the selection rule).
@@ -35,32 +49,72 @@ class MethodConfig:
     batch_size: int = field(default=64, metadata={"help": "mini-batch size of gradient-based unlearning"})
     epochs: int = field(default=5, metadata={"help": "epochs over the retain set (cf_k, eu_k, scrub)"})
     forget_epochs: int = field(default=5, metadata={"help": "epochs over S_f (gradient_ascent, grad_diff, npo)"})
-    k: int = field(default=2, metadata={"help": "cf_k / eu_k: number of last blocks trained"})
-    alpha: float = field(default=10.0, metadata={"help": "SSD selection weighting alpha (Foster et al. 2024)"})
-    lam: float = field(default=1.0, metadata={"help": "SSD dampening constant lambda"})
-    importance_batch_size: int = field(default=64, metadata={"help": "SSD: batch size of importance (it changes the values)"})
-    assd_percentile: float = field(default=99.0, metadata={"help": "ASSD: alpha = this percentile of forget/reference importance"})
-    retain_weight: float = field(default=1.0, metadata={"help": "grad_diff / npo: weight of the retain loss"})
-    npo_beta: float = field(default=0.1, metadata={"help": "NPO inverse temperature beta (Zhang et al. 2024)"})
-    scrub_max_epochs: int = field(default=2, metadata={"help": "SCRUB: epochs that begin with a max step on S_f"})
-    scrub_kl_weight: float = field(default=1.0, metadata={"help": "SCRUB: weight of the KL term"})
-    scrub_ce_weight: float = field(default=1.0, metadata={"help": "SCRUB: weight of the retain cross-entropy"})
-    temperature: float = field(default=4.0, metadata={"help": "SCRUB / bad teacher: distillation temperature"})
-    bad_teacher_retain_fraction: float = field(default=0.3, metadata={"help": "bad teacher: fraction of retain set used"})
     max_steps: int = field(default=0, metadata={"help": "if > 0, stop gradient-based methods after this many steps"})
+
+
+class MethodRegistry(Registry[Method]):
+    """Name -> method, plus each method's config class and optional ``prepare`` hook."""
+
+    def __init__(self) -> None:
+        super().__init__("unlearning method")
+        self._configs: dict[str, type] = {}
+        self._prepare: dict[str, Prepare] = {}
+
+    def register(self, name: str, config: type = MethodConfig,  # type: ignore[override]
+                 prepare: Prepare | None = None) -> Callable[[Method], Method]:
+        if not (dataclasses.is_dataclass(config) and issubclass(config, MethodConfig)):
+            raise ValueError(f"method {name!r}: config must be a MethodConfig dataclass subclass")
+        base = super().register(name)
+
+        def deco(fn: Method) -> Method:
+            base(fn)
+            self._configs[name] = config
+            if prepare is not None:
+                self._prepare[name] = prepare
+            return fn
+
+        return deco
+
+    def config_class(self, name: str) -> type:
+        self.get(name)  # a clear error for an unknown name
+        return self._configs[name]
+
+    def prepare(self, name: str) -> Prepare | None:
+        return self._prepare.get(name)
+
+
+METHODS = MethodRegistry()
+
+
+def config_fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def make_config(name: str, common: dict[str, Any] | MethodConfig, args: dict[str, Any] | None = None,
+                source: str = "config") -> Any:
+    """The config of method ``name``: shared options ``common`` under its own ``args`` (unknown keys fail)."""
+    cls = METHODS.config_class(name)
+    base = dataclasses.asdict(common) if isinstance(common, MethodConfig) else dict(common)
+    shared = {k: v for k, v in base.items() if k in config_fields(MethodConfig)}
+    return config_from_dict(cls, {**shared, **dict(args or {})}, f"{source}: method_args.{name}")
 
 
 @dataclass
 class Cost:
-    """Compute of one method call: sample-level forward and backward passes and wall seconds."""
+    """Compute of one method call: sample-level forward and backward passes, wall seconds, method info."""
 
     forward: int = 0
     backward: int = 0
     seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passes(self) -> int:
         return self.forward + self.backward
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.forward + other.forward, self.backward + other.backward,
+                    self.seconds + other.seconds, {**self.info, **other.info})
 
 
 def task_of(forget: Split, retain: Split) -> Task:
@@ -70,16 +124,32 @@ def task_of(forget: Split, retain: Split) -> Task:
     return task
 
 
-def run_method(name: str, model: nn.Module, forget: Split, retain: Split,
-               config: MethodConfig) -> tuple[nn.Module, Cost]:
-    """Run method ``name`` on a deep copy of ``model``; returns (new model, cost)."""
-    task = task_of(forget, retain)
-    fn = METHODS.get(name)
+def measured(task: Task, fn: Callable[[], Any]) -> tuple[Any, Cost]:
+    """Call ``fn()``; returns (its result, the passes it counted and its wall time)."""
     f0, b0 = task.counter.forward, task.counter.backward
     start = time.perf_counter()
-    out = fn(copy.deepcopy(model), forget, retain, config)
-    out.eval()
+    out = fn()
     return out, Cost(task.counter.forward - f0, task.counter.backward - b0, time.perf_counter() - start)
+
+
+def run_method(name: str, model: nn.Module, forget: Split, retain: Split, config: MethodConfig,
+               state: Any = None) -> tuple[nn.Module, Cost]:
+    """Run method ``name`` on a deep copy of ``model``; returns (new model, cost).
+
+    ``config`` is the method's own config, or a plain :class:`MethodConfig` whose shared
+    fields are used with the method's defaults for the rest.  ``state`` is the output
+    of the method's ``prepare`` hook (computed here when not given).
+    """
+    task = task_of(forget, retain)
+    fn = METHODS.get(name)
+    if not isinstance(config, METHODS.config_class(name)):
+        config = make_config(name, config)
+    kwargs = {"state": state} if METHODS.prepare(name) is not None else {}
+    out, cost = measured(task, lambda: fn(copy.deepcopy(model), forget, retain, config, **kwargs))
+    if isinstance(out, tuple):
+        out, cost.info = out
+    out.eval()
+    return out, cost
 
 
 def cycle(split: Split, batch_size: int, seed: int):

@@ -1,27 +1,21 @@
-"""``gradient_ascent``: maximise the loss on the forget set (Golatkar-style baseline; Jang et al. 2023)."""
+"""``gradient_ascent``: maximise the loss on the forget set (Golatkar-style baseline; Jang et al. 2023).
+
+Reference: open-unlearning's GradAscent trainer (``src/trainer/unlearn/grad_ascent.py``): the
+loss is the negated forget cross-entropy; AdamW and the epoch budget here are the bench's.
+"""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from unlearning.data import Split
 from unlearning.methods.base import METHODS, MethodConfig, task_of
+from unlearning.methods.loop import forget_steps, gradient_loop, rows
 
 
-@METHODS.register("gradient_ascent")
+@METHODS.register("gradient_ascent", config=MethodConfig)
 def gradient_ascent(model: nn.Module, forget: Split, retain: Split, config: MethodConfig) -> nn.Module:
-    """``forget_epochs`` epochs of SGD on -CE(S_f) with AdamW at ``lr`` (optionally capped by ``max_steps``)."""
+    """``forget_epochs`` epochs of AdamW at ``lr`` on -CE(S_f batch)."""
     task = task_of(forget, retain)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    step = 0
-    for epoch in range(config.forget_epochs):
-        for batch in forget.batches(config.batch_size, shuffle=True, seed=config.seed * 131 + epoch):
-            opt.zero_grad()
-            task.backward(-task.loss(model, batch), len(next(iter(batch.values()))))
-            opt.step()
-            step += 1
-            if config.max_steps and step >= config.max_steps:
-                return model
-    return model
+    return gradient_loop(task, model, config, forget_steps(forget, None, config),
+                         lambda item: (-task.loss(model, item[0]), rows(item[0])))

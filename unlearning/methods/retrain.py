@@ -21,5 +21,5 @@ def _retrain(model: nn.Module, forget: Split, retain: Split, config: MethodConfi
     return task.fit(fresh, retain, seed=config.seed)
 
 
-METHODS.register("retrain")(_retrain)
-METHODS.register("oracle")(_retrain)
+METHODS.register("retrain", config=MethodConfig)(_retrain)
+METHODS.register("oracle", config=MethodConfig)(_retrain)

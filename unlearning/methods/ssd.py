@@ -1,57 +1,127 @@
 """Selective Synaptic Dampening and its variants (ssd, lfssd, assd).
 
-Foster et al. (2024), "Fast Machine Unlearning Without Retraining Through
-Selective Synaptic Dampening", sec. 3: importance []_D and []_Df are the
-diagonal Fisher estimates (mean squared gradient of the loss) on the full
-training data D and on the forget set S_f.  Parameters with
-[]_Df > alpha * []_D are multiplied by beta = min(lambda * []_D / []_Df, 1);
-all others are untouched, so no weight's magnitude ever grows.
+Foster et al. (2024), "Fast Machine Unlearning Without Retraining Through Selective
+Synaptic Dampening", sec. 3; reference code if-loops/selective-synaptic-dampening
+``ssd.py`` (``ParameterPerturber.calc_importance`` / ``modify_weight``).  Importance
+[]_D and []_Df: the mean over mini-batches of the squared gradient of the mini-batch
+loss, on a reference set and on S_f.  Parameters with []_Df > alpha * []_D are
+multiplied by min(lambda * []_D / []_Df, 1); all others are untouched, so no weight grows.
 
-The estimate averages squared gradients of *mini-batch mean* losses, so it
-depends on the batch size (a larger batch averages more per-sample gradients
-before squaring, which shrinks the estimate); D and S_f use the same
-``importance_batch_size`` so the ratio is comparable.
+The reference set (``reference``), both legitimate, with their sources:
 
-LFSSD (Foster et al. 2024, "Loss-Free Machine Unlearning") replaces the loss by
-the l2 norm of the model output, so no labels are needed.  ASSD (Schoepf et al.
-2024, "Parameter-tuning-free data entry error unlearning with adaptive selective
-synaptic dampening") sets alpha to a percentile of the ratio []_Df / []_D.
+- ``full`` (default): the *shuffled* union S_f + retain = D.  Foster et al. define
+  []_D on the full training data; their ``src/forget_random_main.py`` builds it as
+  ``ConcatDataset((retain, forget))`` with the forget part last and no shuffling.  We
+  shuffle because order matters once batches are squared: with S_f's rows packed into
+  their own batches, []_D >= (forget batches / all batches) x []_Df for every
+  parameter, which caps the ratio at n_batches / n_forget_batches (8 at the LLM
+  ``--quick`` shapes, below alpha = 10, so nothing could be selected).
+- ``retain``: the shuffled retain set D \\ S_f, as corrective-unlearning-bench does
+  (``src/methods.py`` class ``SSD`` passes the retain ``train_loader``, shuffled, as
+  ``full_train_dl`` to ``ssd_tuning`` in ``src/utils.py``); the corrective-unlearning
+  paper's SSD numbers come from this choice.
+
+The estimate depends on the batch size (larger batches average per-sample gradients
+before squaring); both importances use ``importance_batch_size``.  The importances do
+not depend on (alpha, lambda): :func:`ssd_prepare` computes them once per cell and the
+selection rule (``selection.py``) dampens a copy per grid candidate.
+
+LFSSD (Foster et al. 2024, "Loss-Free Machine Unlearning"): the objective is the squared
+l2 norm of the model output, mean over rows, and the importance accumulates |gradient|
+instead of its square (if-loops/adaptive-selective-synaptic-dampening
+``error_unlearning.ipynb``, ``ParameterPerturber.calc_importance`` with ``label_free``).
+ASSD (Schoepf et al. 2024, "Parameter-tuning-free data entry error unlearning with
+adaptive selective synaptic dampening"), same notebook, ``assd_tuning``: alpha = the
+p-th percentile of []_Df / []_D over all parameters, p = 100 - ln(1 + 100 |S_f| / |D|),
+lambda = 1.
+
+Distributed: see :func:`importance`.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from afcu.errors import AfcuError
 from unlearning.data import Split, Task, concat
 from unlearning.methods.base import METHODS, MethodConfig, task_of
 
 Importance = dict[str, torch.Tensor]
+REFERENCES = ("full", "retain")
+
+
+@dataclass(frozen=True)
+class SSDConfig(MethodConfig):
+    """ssd and lfssd."""
+
+    alpha: float = field(default=10.0, metadata={"help": "selection weighting alpha (Foster et al. 2024)"})
+    lam: float = field(default=1.0, metadata={"help": "dampening constant lambda"})
+    importance_batch_size: int = field(default=64, metadata={"help": "batch size of importance (it changes the values)"})
+    reference: str = field(default="full", metadata={"help": "reference importance on: full (shuffled D) or retain"})
+
+    def __post_init__(self) -> None:
+        if self.reference not in REFERENCES:
+            raise AfcuError(f"method_args: reference={self.reference!r}; give one of {', '.join(REFERENCES)}")
+
+
+@dataclass(frozen=True)
+class ASSDConfig(MethodConfig):
+    """assd: alpha from the S_f share of D, lambda = 1 (the reference's constant)."""
+
+    lam: float = field(default=1.0, metadata={"help": "dampening constant lambda (1 in the reference)"})
+    importance_batch_size: int = field(default=64, metadata={"help": "batch size of importance"})
+    reference: str = field(default="full", metadata={"help": "reference importance on: full (shuffled D) or retain"})
+
+    def __post_init__(self) -> None:
+        if self.reference not in REFERENCES:
+            raise AfcuError(f"method_args: reference={self.reference!r}; give one of {', '.join(REFERENCES)}")
+
+
+@dataclass
+class SSDState:
+    """The two importances of one cell and the sizes ASSD's percentile needs."""
+
+    ref: Importance
+    fgt: Importance
+    n_forget: int
+    n_full: int
 
 
 def _objective(task: Task, model: nn.Module, batch: dict, label_free: bool) -> torch.Tensor:
-    if label_free:
-        # LFSSD: sensitivity of the output's l2 norm (mean over supervised rows).
-        return task.logits(model, batch).norm(p=2, dim=-1).mean()
+    if label_free:  # LFSSD: squared l2 norm of the output per row, mean over rows
+        return task.logits(model, batch).pow(2).sum(-1).mean()
     return task.loss(model, batch)
 
 
-def importance(model: nn.Module, data: Split, batch_size: int, label_free: bool = False) -> Importance:
-    """Mean over mini-batches of the squared gradient, per parameter (same shapes as the parameters).
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
-    Under ``torch.distributed`` (torchrun / accelerate launch, any backend) batch i goes to
-    rank ``i % world_size`` and the sums are all-reduced, so the result equals a
-    one-process run up to float summation order.
+
+def importance(model: nn.Module, data: Split, batch_size: int, label_free: bool = False,
+               shuffle_seed: int | None = None) -> Importance:
+    """Mean over mini-batches of g^2 (|g| when ``label_free``), per parameter.
+
+    ``shuffle_seed`` shuffles the rows first (seeded), so no batch holds only one part of a union.
+    Under ``torch.distributed`` with a plain (unwrapped, replicated) model, batch i goes to
+    rank ``i % world_size`` and the sums are all-reduced: the result equals one process up to
+    float summation order.  For a model wrapped in DDP/FSDP use :func:`global_batch_importance`.
     """
     task = data.task
     assert task is not None, "importance needs a Split with a task"
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     acc = {n: torch.zeros_like(p) for n, p in params.items()}
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    rank, world = _world()
     n_batches = 0
     model.eval()  # dropout/batch-norm statistics must not move while measuring
-    for i, batch in enumerate(data.batches(batch_size)):
+    shuffle = shuffle_seed is not None
+    for i, batch in enumerate(data.batches(batch_size, shuffle=shuffle, seed=shuffle_seed or 0)):
         n_batches += 1
         if i % world != rank:
             continue
@@ -59,7 +129,7 @@ def importance(model: nn.Module, data: Split, batch_size: int, label_free: bool 
         task.backward(_objective(task, model, batch, label_free), len(next(iter(batch.values()))))
         for n, p in params.items():
             if p.grad is not None:
-                acc[n] += p.grad.detach() ** 2
+                acc[n] += p.grad.detach().abs() if label_free else p.grad.detach() ** 2
     model.zero_grad(set_to_none=True)
     if world > 1:
         for t in acc.values():
@@ -67,26 +137,26 @@ def importance(model: nn.Module, data: Split, batch_size: int, label_free: bool 
     return {n: t / max(n_batches, 1) for n, t in acc.items()}
 
 
-def ssd_importances(model: nn.Module, forget: Split, retain: Split, config: MethodConfig,
-                    label_free: bool = False) -> tuple[Importance, Importance]:
-    """(reference importance on D = S_f + retain, forget importance on S_f), as in Foster et al. sec. 3.
+def reference_split(forget: Split, retain: Split, reference: str) -> Split:
+    return concat(forget, retain) if reference == "full" else retain
 
-    The reference uses the *full* training data, not the retain set (a known bug
-    in the corrective-unlearning reference code).
-    """
-    full = concat(forget, retain)
-    ref = importance(model, full, config.importance_batch_size, label_free)
-    fgt = importance(model, forget, config.importance_batch_size, label_free)
-    return ref, fgt
+
+def ssd_state(model: nn.Module, forget: Split, retain: Split, config: SSDConfig | ASSDConfig,
+              label_free: bool = False) -> SSDState:
+    """Both importances, reference set per ``config.reference``, both shuffled with ``config.seed``."""
+    ref_data = reference_split(forget, retain, config.reference)
+    ref = importance(model, ref_data, config.importance_batch_size, label_free, shuffle_seed=config.seed)
+    fgt = importance(model, forget, config.importance_batch_size, label_free, shuffle_seed=config.seed)
+    return SSDState(ref, fgt, len(forget), len(forget) + len(retain))
 
 
 @torch.no_grad()
-def dampen(model: nn.Module, ref: Importance, fgt: Importance, alpha: float, lam: float) -> int:
-    """Apply SSD in place; returns the number of parameters dampened.
+def dampen(model: nn.Module, ref: Importance, fgt: Importance, alpha: float, lam: float) -> dict[str, float]:
+    """Apply SSD in place; returns ``n_dampened`` and ``frac_dampened`` (of the parameters with an importance).
 
     Selected: fgt > alpha * ref.  Factor: min(lam * ref / fgt, 1) (never above 1).
     """
-    n_sel = 0
+    n_sel = n_all = 0
     for n, p in model.named_parameters():
         if n not in ref:
             continue
@@ -94,41 +164,62 @@ def dampen(model: nn.Module, ref: Importance, fgt: Importance, alpha: float, lam
         beta = torch.clamp(lam * ref[n] / fgt[n].clamp_min(torch.finfo(fgt[n].dtype).tiny), max=1.0)
         p[sel] = p[sel] * beta[sel]
         n_sel += int(sel.sum())
-    return n_sel
+        n_all += p.numel()
+    return {"n_dampened": n_sel, "frac_dampened": n_sel / max(n_all, 1)}
 
 
 def ratio_percentile(ref: Importance, fgt: Importance, q: float) -> float:
-    """The q-th percentile of fgt / ref over parameters with ref > 0 (ASSD's alpha)."""
+    """The q-th percentile of fgt / ref over parameters with a finite ratio (ASSD's alpha)."""
     ratios = torch.cat([(fgt[n][ref[n] > 0] / ref[n][ref[n] > 0]).flatten() for n in ref])
     if ratios.numel() == 0:
         return float("inf")
-    # torch.quantile is limited to 16M elements; a sort-based percentile has no limit.
-    srt = ratios.float().sort().values
-    return float(srt[min(len(srt) - 1, int(round(q / 100.0 * (len(srt) - 1))))])
+    # torch.quantile is limited to 16M elements; a sort-based percentile (linear interpolation) has no limit.
+    srt = ratios.double().sort().values
+    pos = q / 100.0 * (len(srt) - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(srt) - 1)
+    return float(srt[lo] + (srt[hi] - srt[lo]) * (pos - lo))
 
 
-@METHODS.register("ssd")
-def ssd(model: nn.Module, forget: Split, retain: Split, config: MethodConfig) -> nn.Module:
-    """SSD with selection weighting ``config.alpha`` and dampening constant ``config.lam``."""
+def assd_percentile(n_forget: int, n_full: int) -> float:
+    """ASSD's percentile: 100 - ln(1 + 100 * |S_f| / |D|)."""
+    return 100.0 - math.log(1.0 + 100.0 * n_forget / max(n_full, 1))
+
+
+def ssd_prepare(model: nn.Module, forget: Split, retain: Split, config: SSDConfig) -> SSDState:
+    return ssd_state(model, forget, retain, config)
+
+
+def lfssd_prepare(model: nn.Module, forget: Split, retain: Split, config: SSDConfig) -> SSDState:
+    return ssd_state(model, forget, retain, config, label_free=True)
+
+
+@METHODS.register("ssd", config=SSDConfig, prepare=ssd_prepare)
+def ssd(model: nn.Module, forget: Split, retain: Split, config: SSDConfig, state: SSDState | None = None):
+    """SSD with selection weighting ``alpha`` and dampening constant ``lam``."""
     task_of(forget, retain)
-    ref, fgt = ssd_importances(model, forget, retain, config)
-    dampen(model, ref, fgt, config.alpha, config.lam)
-    return model
+    state = state or ssd_prepare(model, forget, retain, config)
+    return model, dampen(model, state.ref, state.fgt, config.alpha, config.lam)
 
 
-@METHODS.register("lfssd")
-def lfssd(model: nn.Module, forget: Split, retain: Split, config: MethodConfig) -> nn.Module:
-    """Label-free SSD: importance of the output l2 norm instead of the loss."""
+@METHODS.register("lfssd", config=SSDConfig, prepare=lfssd_prepare)
+def lfssd(model: nn.Module, forget: Split, retain: Split, config: SSDConfig, state: SSDState | None = None):
+    """Loss-free SSD: importance |grad| of the squared output norm instead of the loss's grad^2."""
     task_of(forget, retain)
-    ref, fgt = ssd_importances(model, forget, retain, config, label_free=True)
-    dampen(model, ref, fgt, config.alpha, config.lam)
-    return model
+    state = state or lfssd_prepare(model, forget, retain, config)
+    return model, dampen(model, state.ref, state.fgt, config.alpha, config.lam)
 
 
-@METHODS.register("assd")
-def assd(model: nn.Module, forget: Split, retain: Split, config: MethodConfig) -> nn.Module:
-    """Adaptive SSD: alpha = ``assd_percentile``-th percentile of the importance ratio, lambda = ``lam``."""
+def assd_prepare(model: nn.Module, forget: Split, retain: Split, config: ASSDConfig) -> SSDState:
+    return ssd_state(model, forget, retain, config)
+
+
+@METHODS.register("assd", config=ASSDConfig, prepare=assd_prepare)
+def assd(model: nn.Module, forget: Split, retain: Split, config: ASSDConfig, state: SSDState | None = None):
+    """Adaptive SSD: alpha = the length-based percentile of the importance ratio, lambda = ``lam``."""
     task_of(forget, retain)
-    ref, fgt = ssd_importances(model, forget, retain, config)
-    dampen(model, ref, fgt, ratio_percentile(ref, fgt, config.assd_percentile), config.lam)
-    return model
+    state = state or assd_prepare(model, forget, retain, config)
+    q = assd_percentile(state.n_forget, state.n_full)
+    alpha = ratio_percentile(state.ref, state.fgt, q)
+    info = dampen(model, state.ref, state.fgt, alpha, config.lam)
+    return model, {**info, "assd_alpha": alpha, "assd_percentile": q}
