@@ -167,7 +167,9 @@ def validate(cfg: BenchConfig, source: str = "command line") -> None:
     once("manipulations", list(cfg.manipulations))
     fits = {"vision": IMAGE_MANIPULATIONS, "llm": TEXT_MANIPULATIONS}[cfg.track]
     for m in cfg.manipulations:
-        MANIPULATIONS.get(m)
+        if m not in MANIPULATIONS:
+            raise AfcuError(f"{source}: field 'manipulations': unknown manipulation {m!r}; "
+                            f"known: {', '.join(MANIPULATIONS.names())}")
         if m not in fits:
             other = "llm" if cfg.track == "vision" else "vision"
             raise AfcuError(f"{source}: field 'manipulations': {m!r} does not fit --track {cfg.track} "
