@@ -64,14 +64,24 @@ def mark_finished(run_dir: str | Path) -> None:
     atomic_write_text(Path(run_dir) / FINISHED, "")
 
 
+def nothing_ran(run_dir: str | Path) -> bool:
+    """True when ``run_dir`` holds no file but ``config.yaml`` (empty sub-folders aside): a start that was
+    refused or stopped before step 0, so a corrected command may replace that config."""
+    p = Path(run_dir)
+    return all(f.is_dir() or f == p / CONFIG for f in p.rglob("*"))
+
+
 def prepare_run(run_dir: str | Path, config: Any, overwrite: bool = False,
                 ignore_keys: tuple[str, ...] = ("overwrite",)) -> Path:
     """Create or resume ``run_dir`` and write the resolved ``config.yaml`` before any work.
 
-    Raises ``AfcuError`` when the folder holds a finished run (unless ``overwrite``)
-    or an unfinished run started with a different config (resuming it would mix results).
+    Raises ``AfcuError`` when ``run_dir`` is a file, when the folder holds a finished run (unless
+    ``overwrite``) or an unfinished run started with a different config (resuming it would mix
+    results). A folder holding only the ``config.yaml`` of a start that never ran is taken over.
     """
     p = Path(run_dir)
+    if p.exists() and not p.is_dir():
+        raise AfcuError(f"--out {p} is a file, not a run folder; choose another --out")
     resolved = {k: v for k, v in config_to_dict(config).items() if k not in ignore_keys}
     if p.exists() and is_finished(p):
         if not overwrite:
@@ -79,15 +89,19 @@ def prepare_run(run_dir: str | Path, config: Any, overwrite: bool = False,
         shutil.rmtree(p)
     cfg_path = p / CONFIG
     if cfg_path.exists():
-        old = yaml.safe_load(cfg_path.read_text()) or {}
-        old = {k: v for k, v in old.items() if k not in ignore_keys}
-        if old != resolved and not overwrite:
-            diff = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
-            raise AfcuError(
-                f"{cfg_path}: an unfinished run with a different config is here (fields: {', '.join(diff)}); "
-                "resume with the same settings, pass --overwrite, or choose another --out"
-            )
-        if overwrite and old != resolved:
+        try:
+            old = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError):
+            old = {}  # a damaged config.yaml counts as a different config
+        old = {k: v for k, v in old.items() if k not in ignore_keys} if isinstance(old, dict) else {}
+        # A folder where nothing ran under the old config (a refused start) is simply taken over.
+        if old != resolved and not nothing_ran(p):
+            if not overwrite:
+                diff = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
+                raise AfcuError(
+                    f"{cfg_path}: an unfinished run with a different config is here (fields: {', '.join(diff)}); "
+                    "resume with the same settings, pass --overwrite, or choose another --out"
+                )
             shutil.rmtree(p)
     p.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, yaml.safe_dump(resolved, sort_keys=False))

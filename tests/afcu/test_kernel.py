@@ -42,6 +42,8 @@ def test_run_folder_refuses_finished_and_mismatched(tmp_path):
     prepare_run(run, Cfg())
     assert (run / "config.yaml").read_text().startswith("n: 3")
     prepare_run(run, Cfg())  # same config: resume
+    (run / "logs").mkdir()
+    (run / "logs" / "step1.json").write_text("{}")  # something ran (a folder with only config.yaml is taken over)
     with pytest.raises(AfcuError, match="different config"):
         prepare_run(run, Cfg(n=4))
     atomic_write_json(run / "summary.json", {"a": 1})
