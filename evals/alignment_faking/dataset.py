@@ -31,7 +31,7 @@ def build_dataset(queries: Sequence[Query], spec: PromptSpec, tiers: Sequence[st
     samples = []
     for q in queries:
         for tier in tiers:
-            user = render_user(q.query, tier, suffix=suffix)  # type: ignore[arg-type]
+            user = render_user(q.query, tier, suffix=suffix, cot=spec.cot)  # type: ignore[arg-type]
             samples.append(Sample(
                 id=f"{q.id}:{tier}",
                 input=[ChatMessageSystem(content=system), ChatMessageUser(content=user)],
