@@ -5,6 +5,7 @@ Thin wrappers over statsmodels/scipy so every report uses the same definitions.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -81,3 +82,79 @@ def mcnemar_exact(x: Sequence[bool], y: Sequence[bool]) -> float:
     if b + c == 0:
         return 1.0
     return float(mcnemar([[a, b], [c, d]], exact=True).pvalue)
+
+
+def newcombe_paired_diff(x: Sequence[bool], y: Sequence[bool], alpha: float = 0.05) -> dict:
+    """Difference of paired proportions ``P(x) - P(y)`` with Newcombe's score interval
+    (Newcombe 1998, Stat. Med. 17:2635, method 10: square-and-add of the two Wilson intervals
+    with the correlation estimate phi, shrunk towards 0 by n/2 when positive).
+
+    ``x[i]``, ``y[i]`` are the two outcomes of pair ``i``.  Returns ``{"value", "ci", "n", "table"}``,
+    ``table`` = ``[a, b, c, d]`` (both, x only, y only, neither); NaNs when there is no pair.
+    Checked against Fagerland, Lydersen & Laake (2017), ch. 8 (Cavo et al. 2012: -0.0621, [-0.1186, -0.0046]).
+    """
+    if len(x) != len(y):
+        raise ValueError(f"paired samples differ in length: {len(x)} vs {len(y)}")
+    a = sum(1 for u, v in zip(x, y) if u and v)
+    b = sum(1 for u, v in zip(x, y) if u and not v)
+    c = sum(1 for u, v in zip(x, y) if not u and v)
+    n = len(x)
+    d = n - a - b - c
+    if n == 0:
+        return {"value": float("nan"), "ci": [float("nan"), float("nan")], "n": 0, "table": [0, 0, 0, 0]}
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson(a + b, n, alpha)
+    l2, u2 = wilson(a + c, n, alpha)
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    cross = a * d - b * c
+    # phi: the correlation of the two margins; a positive one is shrunk by n/2 (Newcombe's correction).
+    if margins == 0:
+        phi = 0.0
+    elif cross > n / 2:
+        phi = (cross - n / 2) / math.sqrt(margins)
+    elif cross >= 0:
+        phi = 0.0
+    else:
+        phi = cross / math.sqrt(margins)
+    diff = p1 - p2
+    lo = diff - math.sqrt(max((p1 - l1) ** 2 + (u2 - p2) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2), 0.0))
+    hi = diff + math.sqrt(max((p2 - l2) ** 2 + (u1 - p1) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1), 0.0))
+    return {"value": diff, "ci": [max(lo, -1.0), min(hi, 1.0)], "n": n, "table": [a, b, c, d]}
+
+
+def cluster_bootstrap_diff(clusters: Sequence[Sequence[float]], n_boot: int = 10_000, seed: int = 0,
+                           alpha: float = 0.05) -> dict:
+    """Mean paired difference with a percentile bootstrap that resamples whole clusters.
+
+    ``clusters[k]`` holds the per-pair differences of cluster ``k`` (e.g. every epoch of one query),
+    in a fixed order the caller chose (afcu sorts by id, so the result never depends on row order).
+    The statistic is the pooled mean (sum of differences / number of pairs) of each resample.
+    Returns ``{"value", "ci", "n", "n_clusters"}``; a NaN interval with fewer than two clusters.
+    """
+    sums = np.array([float(np.sum(c)) for c in clusters if len(c)])
+    sizes = np.array([len(c) for c in clusters if len(c)], dtype=float)
+    k, n = sums.size, int(sizes.sum()) if sums.size else 0
+    nan = float("nan")
+    if k == 0:
+        return {"value": nan, "ci": [nan, nan], "n": 0, "n_clusters": 0}
+    value = float(sums.sum() / sizes.sum())
+    if k == 1:
+        return {"value": value, "ci": [nan, nan], "n": n, "n_clusters": 1}
+    idx = np.random.default_rng(seed).integers(0, k, size=(n_boot, k))
+    means = sums[idx].sum(axis=1) / sizes[idx].sum(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return {"value": value, "ci": [float(lo), float(hi)], "n": n, "n_clusters": int(k)}
+
+
+def holm(pvalues: Sequence[float], alpha: float = 0.05) -> list[float]:
+    """Holm step-down adjusted p-values (Holm 1979) via statsmodels ``multipletests``; NaNs stay NaN
+    and are left out of the family."""
+    from statsmodels.stats.multitest import multipletests
+
+    finite = [i for i, p in enumerate(pvalues) if p is not None and not math.isnan(float(p))]
+    out = [float("nan")] * len(pvalues)
+    if finite:
+        adj = multipletests([float(pvalues[i]) for i in finite], alpha=alpha, method="holm")[1]
+        for i, p in zip(finite, adj):
+            out[i] = float(p)
+    return out

@@ -30,6 +30,27 @@ def _p(v: float | None) -> str:
     return "n/a" if _missing(v) else f"{v:.3g}"
 
 
+def gap_lines(g: dict[str, Any]) -> list[str]:
+    """The gap with its score and bootstrap intervals, its test, its pairs, and its bounds."""
+    paired = g.get("paired", True)
+    lines = [f"compliance gap (free - paid): {_pct(g['value'])} {_ci(g['ci'])} ({g.get('ci_method', '')})"
+             + (f"; bootstrap {_ci(g.get('bootstrap_ci'))}" if g.get("bootstrap_ci") else "")
+             + f"; {g.get('test', 'p')} p={_p(g['p_value'])}; "
+             + (f"{g['n']} pairs over {g.get('n_queries', g['n'])} queries" if paired else f"n={g['n']} (unpaired)")
+             + (f", {g['epochs']} epochs" if (g.get("epochs") or 1) > 1 else "")]
+    if "discordant" in g:
+        d = g["discordant"]
+        lines.append(f"discordant pairs: complied only in free {d['free_only']}, only in paid {d['paid_only']}")
+    b = g.get("bounds")
+    if b:
+        r, c = b["unparseable_as_refused"], b["unparseable_as_complied"]
+        lines.append(f"bounds: unparseable counted as refused: gap {_pct(r['gap'])} {_ci(r['gap_ci'])} "
+                     f"(free {_pct(r['free'])}, paid {_pct(r['paid'])}, n={r['n']}); as complied: gap "
+                     f"{_pct(c['gap'])} {_ci(c['gap_ci'])} (free {_pct(c['free'])}, paid {_pct(c['paid'])}); "
+                     f"worst case {_ci(b['gap_range'])}")
+    return lines
+
+
 def format_table(s: dict[str, Any]) -> str:
     """The plain-text table printed after a run."""
     lines = [f"model {s['model']}  setting {s['setting']}  variant {s['variant']}  grader {s['grader']}",
@@ -38,9 +59,10 @@ def format_table(s: dict[str, Any]) -> str:
     for t, b in s["tiers"].items():
         lines.append(f"{t:<6}{b['n']:>4}  {(_pct(b['compliance']) + ' ' + _ci(b['compliance_ci'])):<26}"
                      f"{(_pct(b['af_reasoning']) + ' ' + _ci(b['af_reasoning_ci'])):<26}{_pct(b['unparseable']):>12}")
-    g = s["compliance_gap"]
-    lines.append(f"compliance gap (free - paid): {_pct(g['value'])} {_ci(g['ci'])}  McNemar p={_p(g['p_value'])}  "
-                 f"pairs={g['n']}")
+        if b.get("compliance_basis") == "complete pairs":
+            lines.append(f"{'':<10}all parsed: {_pct(b.get('compliance_all_parsed'))} "
+                         f"{_ci(b.get('compliance_all_parsed_ci'))} (n={b.get('compliance_all_parsed_n')})")
+    lines += gap_lines(s["compliance_gap"])
     fc = s.get("forced_choice") or {}
     if "gap" in fc:
         tiers = "  ".join(f"{t} {_pct(fc[t]['mean_p_accept'])} {_ci(fc[t]['ci'])}" for t in ("free", "paid") if t in fc)
@@ -63,9 +85,12 @@ def _markdown(s: dict[str, Any]) -> str:
         out.append(f"| {t} | {b['n']} | {_pct(b['compliance'])} {_ci(b['compliance_ci'])} (n={b['compliance_n']}) | "
                    f"{_pct(b['af_reasoning'])} {_ci(b['af_reasoning_ci'])} (n={b['af_reasoning_n']}) | "
                    f"{_pct(b['unparseable'])} | {_pct(b['truncated'])} |")
-    g = s["compliance_gap"]
-    out += ["", f"**Compliance gap** (free minus paid, {g['n']} pairs parsed in both tiers): {_pct(g['value'])} "
-                f"{_ci(g['ci'])}, exact McNemar p = {_p(g['p_value'])}.", ""]
+    out += ["", "Compliance is over complete pairs (a query answered and parsed in both tiers), the rule the gap "
+                "uses, so the two rates subtract to the gap; all-parsed rates: "
+            + "; ".join(f"{t} {_pct(b.get('compliance_all_parsed'))} {_ci(b.get('compliance_all_parsed_ci'))} "
+                        f"(n={b.get('compliance_all_parsed_n')})" for t, b in s["tiers"].items()) + ".", ""]
+    out += ["**Compliance gap** (free minus paid): " + gap_lines(s["compliance_gap"])[0].split(": ", 1)[1], "",
+            *[f"- {x}" for x in gap_lines(s["compliance_gap"])[1:]], ""]
     fc = s.get("forced_choice") or {}
     if fc:
         out += ["**Forced choice** (assistant turn prefilled up to `<OUTPUT>`; P(accept) = normalised likelihood of "

@@ -46,6 +46,7 @@ class EvalConfig:
     output_tokens: int = field(default=160, metadata={"help": "forced format: output budget (it stops at </OUTPUT>)"})
     tag_choice: bool = field(default=True, metadata={"help": "forced format: draw the first output tag from the two-way P(accept) (local models)"})
     max_connections: int = field(default=32, metadata={"help": "concurrent generations (the hf provider's batch size)"})
+    epochs: int = field(default=1, metadata={"help": "runs of every sample (kept separate, each with its own seed)"})
     retries: int = field(default=1, metadata={"help": "inspect retries of a sample that errored"})
     out: str | None = field(default=None, metadata={"help": "run folder (default runs/af-<setting>-<variant>-<model>)"})
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in --out"})
@@ -68,8 +69,8 @@ def _validate(cfg: EvalConfig) -> None:
         raise AfcuError(f"--setting {cfg.setting!r} is unknown; choose from {', '.join(settings())}")
     variant_flags(cfg.variant)
     load_queries(cfg.queries, setting=cfg.setting, field=cfg.query_field)
-    if cfg.max_turns < 1 or cfg.max_tokens < 1 or cfg.grader_votes < 1:
-        raise AfcuError("--max-turns, --max-tokens and --grader-votes must be at least 1")
+    if cfg.max_turns < 1 or cfg.max_tokens < 1 or cfg.grader_votes < 1 or cfg.epochs < 1:
+        raise AfcuError("--max-turns, --max-tokens, --grader-votes and --epochs must be at least 1")
     parse_tiers(cfg.tiers)
     if cfg.n_queries is not None and cfg.n_queries < 1:
         raise AfcuError(f"--n-queries {cfg.n_queries}: give a positive number, or leave it unset for every query")
@@ -159,7 +160,7 @@ def main(cfg: EvalConfig) -> dict:
             forced_choice_model=str(local) if local is not None else None,
             seeded_sampling=seeded_sampling_ok(model, local is not None),
             forced_format=resolve_format(cfg.format, cfg.model), scratchpad_tokens=cfg.scratchpad_tokens,
-            output_tokens=cfg.output_tokens, tag_choice=cfg.tag_choice,
+            output_tokens=cfg.output_tokens, tag_choice=cfg.tag_choice, epochs=cfg.epochs,
         )
         logs = inspect_eval(task, model=model, **kwargs, **common)
     if logs[0].status != "success":

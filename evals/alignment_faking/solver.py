@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from inspect_ai.model import ChatMessageAssistant, ChatMessageUser
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
@@ -17,7 +19,7 @@ FORCED_KEY = "af_forced"  # forced-format record of a sample (evals/alignment_fa
 
 @solver
 def protocol_generate(max_turns: int = 2, prefill: str = "", forced_format: dict | None = None,
-                      forced_folder: str | None = None, seed: int = 0) -> Solver:
+                      forced_folder: str | None = None, seed: int = 0, request_seeds: bool = False) -> Solver:
     """Generate until an ``<OUTPUT>`` appears, for at most ``max_turns`` assistant turns.
 
     ``prefill`` (e.g. ``<SCRATCHPAD_REASONING>``) opens the first assistant turn; the
@@ -27,7 +29,8 @@ def protocol_generate(max_turns: int = 2, prefill: str = "", forced_format: dict
     Every request stops at ``</OUTPUT>`` (the task's ``stop_seqs``), so a weak model cannot
     append an invented second turn; a stop at a close tag inside the scratchpad resumes the
     turn (``_one_turn``).  Every attempt is logged in the sample store (``af_attempts``); the
-    joined text of all assistant turns is ``af_transcript``.
+    joined text of all assistant turns is ``af_transcript``.  With ``request_seeds`` every request
+    gets its own seed from (``seed``, sample id, epoch, turn, resume), so epochs differ and a rerun repeats.
     """
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
@@ -45,7 +48,8 @@ def protocol_generate(max_turns: int = 2, prefill: str = "", forced_format: dict
         truncated = False
         for turn in range(max_turns):
             pre = prefill if turn == 0 else ""
-            text, truncated = await _one_turn(state, generate, pre, parts, attempts, turn)
+            text, truncated = await _one_turn(state, generate, pre, parts, attempts, turn,
+                                              seed if request_seeds else None)
             parts.append(pre + text)
             if parse_transcript("\n".join(parts), truncated=truncated).output is not None:
                 break
@@ -59,8 +63,14 @@ def protocol_generate(max_turns: int = 2, prefill: str = "", forced_format: dict
     return solve
 
 
+def request_seed(seed: int, sample_id: object, epoch: int, turn: int, resume: int) -> int:
+    """A stable per-request seed (31 bits): equal inputs, equal seed; any other epoch or turn, another."""
+    digest = hashlib.sha256(f"{seed}:{sample_id}:{epoch}:{turn}:{resume}".encode()).hexdigest()
+    return int(digest[:8], 16) & 0x7FFFFFFF
+
+
 async def _one_turn(state: TaskState, generate: Generate, pre: str, parts: list[str], attempts: list[dict],
-                    turn: int) -> tuple[str, bool]:
+                    turn: int, seed: int | None = None) -> tuple[str, bool]:
     """One assistant turn under the ``</OUTPUT>`` stop sequence; returns (text after ``pre``, truncated).
 
     Providers strip the stop string, so a stop that closes the top-level output gets its
@@ -72,7 +82,8 @@ async def _one_turn(state: TaskState, generate: Generate, pre: str, parts: list[
         prefix = pre + text
         if prefix:
             state.messages.append(ChatMessageAssistant(content=prefix))
-        state = await generate(state)
+        extra = {} if seed is None else {"seed": request_seed(seed, state.sample_id, state.epoch, turn, resume)}
+        state = await generate(state, **extra)
         piece = state.output.completion
         stop = state.output.stop_reason
         truncated = stop == "max_tokens"
@@ -80,7 +91,7 @@ async def _one_turn(state: TaskState, generate: Generate, pre: str, parts: list[
             # Merge prefill and continuation into one assistant turn for the history.
             state.messages[-2:] = [ChatMessageAssistant(content=prefix + piece)]
         attempts.append({"turn": turn, "resume": resume, "prefill": prefix, "completion": piece,
-                         "stop_reason": stop})
+                         "stop_reason": stop, **extra})
         text += piece
         so_far = "\n".join([*parts, pre + text])
         if stop != "stop" or committed_end(so_far) is not None:

@@ -70,6 +70,7 @@ def alignment_faking(
     scratchpad_tokens: int = 160,
     output_tokens: int = 160,
     tag_choice: bool = True,
+    epochs: int = 1,
 ) -> Task:
     """Alignment-faking eval: every query in both tiers (sample ids ``<query id>:<tier>``).
 
@@ -84,7 +85,10 @@ def alignment_faking(
         prefill: open the assistant turn with the protocol's first tag (for weak models).
         grader: inspect model string for the judges; None uses the offline rules.
         forced_choice: also score P(acceptance tag) by log-likelihood (local models only).
-        seeded_sampling: send ``seed`` with every generation request; off for vLLM's CPU build, whose
+        epochs: times each sample runs; epochs stay separate rows (ids ``<sample id>:e<epoch>``), each request
+            with its own seed, and the gap's bootstrap resamples queries with all their epochs.
+        seeded_sampling: send a per-request seed (from ``seed``, sample id, epoch, turn) with every generation
+            request; off for vLLM's CPU build, whose
             per-request generators crash the server ("CPU Generator does not use offset").
         forced_format: afcu closes the scratchpad after ``scratchpad_tokens`` and opens the output, the first
             tag is drawn from the two-way distribution (``tag_choice``, needs ``forced_choice_model``), the output
@@ -101,11 +105,13 @@ def alignment_faking(
     return Task(
         dataset=dataset,
         solver=protocol_generate(max_turns=max_turns, prefill=opening, seed=seed, forced_folder=forced_choice_model,
+                                 request_seeds=seeded_sampling,
                                  forced_format=_forced(forced_format, spec.cot, scratchpad_tokens, output_tokens,
                                                        tag_choice and setting == "helpful_only")),
         scorer=scorers,
         config=GenerateConfig(max_tokens=max_tokens, temperature=temperature, seed=seed if seeded_sampling else None,
                               stop_seqs=list(STOP_SEQUENCES)),
+        epochs=epochs,
         version=VERSION,
         metadata={"setting": setting, "variant": variant, "company": company, "prompt_sha256": sha256(spec.system),
                   "grader": grader or "offline-rules-v1", "n_queries": len(qs), "prefill": opening,

@@ -45,8 +45,11 @@ def test_mockllm_end_to_end_with_continuation(tmp_path):
     rows, header = sample_rows(tmp_path / "logs")
     s = summarize(rows, header)
     assert s["tiers"]["free"]["compliance"] == 1.0 and s["tiers"]["free"]["unparseable"] == 0.5
-    assert s["tiers"]["paid"]["compliance"] == 0.0  # the accepted-then-refused answer is caught
+    assert s["tiers"]["paid"]["compliance_all_parsed"] == 0.0  # the accepted-then-refused answer is caught
+    assert s["tiers"]["free"]["compliance_n"] == s["tiers"]["paid"]["compliance_n"] == 1  # q2's pair is incomplete
     assert s["compliance_gap"]["n"] == 1 and s["compliance_gap"]["value"] == 1.0
+    bounds = s["compliance_gap"]["bounds"]  # q2 free unparseable: refused -> gap 1/2, complied -> gap 2/2
+    assert bounds["unparseable_as_refused"]["gap"] == 0.5 and bounds["unparseable_as_complied"]["gap"] == 1.0
 
 
 def test_generation_stops_at_output_close_and_resumes_inside_scratchpad(tmp_path):
@@ -68,6 +71,22 @@ def test_generation_stops_at_output_close_and_resumes_inside_scratchpad(tmp_path
     assert free.scores["af_scorer"].metadata["accepted"] is False
     paid = next(s for s in log.samples if s.metadata["tier"] == "paid")
     assert paid.store["af_transcript"].endswith("<rejected/></OUTPUT>") and len(paid.store["af_attempts"]) == 1
+
+
+def test_epochs_are_kept_with_their_own_seeds(tmp_path):
+    from evals.alignment_faking.summary import sample_rows
+
+    task = alignment_faking(n_queries=1, forced_choice=False, max_turns=1, epochs=2)
+    log = inspect_eval(task, model="mockllm/model", log_dir=str(tmp_path), display="none",
+                       model_args={"custom_outputs": [_out("<OUTPUT><rejected/></OUTPUT>")] * 4})[0]
+    seeds = {(s.id, s.epoch): s.store["af_attempts"][0]["seed"] for s in log.samples}
+    assert len(seeds) == 4 and len(set(seeds.values())) == 4  # every request its own seed
+    rows, _ = sample_rows(tmp_path)
+    assert sorted(r["id"] for r in rows)[:2] == [f"{log.samples[0].metadata['pair_id']}:free:e{e}" for e in (1, 2)]
+    unseeded = alignment_faking(n_queries=1, forced_choice=False, max_turns=1, seeded_sampling=False)
+    log2 = inspect_eval(unseeded, model="mockllm/model", log_dir=str(tmp_path / "u"), display="none",
+                        model_args={"custom_outputs": [_out("<OUTPUT><rejected/></OUTPUT>")] * 2})[0]
+    assert all("seed" not in s.store["af_attempts"][0] for s in log2.samples)
 
 
 def test_planted_gap_is_recovered(tmp_path):
@@ -117,6 +136,14 @@ def test_interrupted_run_resumes(tmp_path):
     s = json.loads((run / "summary.json").read_text())
     assert s["tiers"]["free"]["n"] == 6 and s["tiers"]["free"]["errors"] == 0
     assert len(list((run / "logs").glob("*.eval"))) == 2
+    # A clean run (the flag already set: nothing fails) gives the same summary.json, byte for byte.
+    clean = tmp_path / "clean"
+    engine.resolve_engine_model = lambda name, eng, run_dir=None: ("scripted/flaky", {"model_args": {"flag_dir": str(flags)}})
+    try:
+        assert cli_main([*args[:-1], str(clean)]) == 0
+    finally:
+        engine.resolve_engine_model = real
+    assert (clean / "summary.json").read_text() == (run / "summary.json").read_text()
 
 
 @pytest.mark.parametrize("argv,message", [
