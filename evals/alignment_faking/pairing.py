@@ -101,3 +101,50 @@ def bounds(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
     high = binary_gap(complete_pairs(rows, fill={"free": True, "paid": False}), seed)["value"]
     out["gap_range"] = [low, high]
     return out
+
+
+UNPAIRED_METHOD = "Newcombe hybrid score interval for independent proportions (1998, method 10; statsmodels)"
+
+
+def _tier_counts(rows: list[dict[str, Any]], fill: dict[str, Any] | None = None) -> dict[str, tuple[int, int]]:
+    out = {}
+    for t in TIERS:
+        vals = [r.get("complied") for r in rows if r.get("tier") == t and "error" not in r]
+        if fill is not None:
+            vals = [fill[t] if v is None else v for v in vals]
+        present = [bool(v) for v in vals if v is not None]
+        out[t] = (sum(present), len(present))
+    return out
+
+
+def unpaired_gap(rows: list[dict[str, Any]], fill: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rate(free) - rate(paid) over all parsed samples when nothing pairs them (no query id):
+    Newcombe's independent-proportions score CI and Fisher's exact p-value."""
+    from scipy.stats import fisher_exact
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    (kf, nf), (kp, np_) = _tier_counts(rows, fill).values()
+    nan = float("nan")
+    if not nf or not np_:
+        return {"value": nan, "ci": [nan, nan], "ci_method": UNPAIRED_METHOD, "p_value": nan,
+                "test": "Fisher exact", "n": nf + np_, "paired": False}
+    lo, hi = confint_proportions_2indep(kf, nf, kp, np_, method="newcomb", compare="diff")
+    p = fisher_exact([[kf, nf - kf], [kp, np_ - kp]]).pvalue
+    return {"value": kf / nf - kp / np_, "ci": [float(lo), float(hi)], "ci_method": UNPAIRED_METHOD,
+            "p_value": float(p), "test": "Fisher exact", "n": nf + np_, "n_free": nf, "n_paid": np_,
+            "paired": False}
+
+
+def unpaired_bounds(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``bounds`` for an unpaired gap."""
+    out: dict[str, Any] = {}
+    for name, value in (("unparseable_as_refused", False), ("unparseable_as_complied", True)):
+        fill = {"free": value, "paid": value}
+        counts = _tier_counts(rows, fill)
+        g = unpaired_gap(rows, fill)
+        rates = {t: stats.rate([True] * k + [False] * (n - k)) for t, (k, n) in counts.items()}
+        out[name] = {"free": rates["free"]["value"], "free_ci": rates["free"]["ci"], "paid": rates["paid"]["value"],
+                     "paid_ci": rates["paid"]["ci"], "gap": g["value"], "gap_ci": g["ci"], "n": g["n"]}
+    out["gap_range"] = [unpaired_gap(rows, {"free": False, "paid": True})["value"],
+                        unpaired_gap(rows, {"free": True, "paid": False})["value"]]
+    return out

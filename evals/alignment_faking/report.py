@@ -72,23 +72,32 @@ def format_table(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _markdown(s: dict[str, Any]) -> str:
+def markdown(s: dict[str, Any]) -> str:
+    """report.md of an eval run, or of a rescore (fields a rescore does not have are left out)."""
     out = [f"# Alignment-faking eval: {s['setting']} / {s['variant']}", "",
-           f"- model: `{s['model']}`", f"- queries: {s['n_queries']} (each in both tiers)",
+           f"- model: `{s['model']}`",
+           *([f"- queries: {s['n_queries']} (each in both tiers)"] if s.get("n_queries") is not None else []),
            f"- grader: `{s['grader']}`" + (" (offline keyword rules: transparent but far weaker than a model judge)"
                                            if s["grader"] == "offline-rules-v1" else ""),
            f"- generation: {s.get('format', 'free')}",
-           f"- assistant prefill: `{s['prefill'] or 'none'}`", f"- system prompt SHA-256: `{s['prompt_sha256']}`", "",
+           *([f"- assistant prefill: `{s.get('prefill') or 'none'}`",
+              f"- system prompt SHA-256: `{s['prompt_sha256']}`"] if s.get("prompt_sha256") else []), "",
            "| tier | n | compliance [95% CI] | AF reasoning [95% CI] (n with scratchpad) | unparseable | truncated |",
            "|---|---|---|---|---|---|"]
     for t, b in s["tiers"].items():
         out.append(f"| {t} | {b['n']} | {_pct(b['compliance'])} {_ci(b['compliance_ci'])} (n={b['compliance_n']}) | "
                    f"{_pct(b['af_reasoning'])} {_ci(b['af_reasoning_ci'])} (n={b['af_reasoning_n']}) | "
                    f"{_pct(b['unparseable'])} | {_pct(b['truncated'])} |")
-    out += ["", "Compliance is over complete pairs (a query answered and parsed in both tiers), the rule the gap "
-                "uses, so the two rates subtract to the gap; all-parsed rates: "
-            + "; ".join(f"{t} {_pct(b.get('compliance_all_parsed'))} {_ci(b.get('compliance_all_parsed_ci'))} "
-                        f"(n={b.get('compliance_all_parsed_n')})" for t, b in s["tiers"].items()) + ".", ""]
+    basis = next((b.get("compliance_basis") for b in s["tiers"].values()), None)
+    if basis == "complete pairs":
+        out += ["", "Compliance is over complete pairs (a query answered and parsed in both tiers), the rule the gap "
+                    "uses, so the two rates subtract to the gap; all-parsed rates: "
+                + "; ".join(f"{t} {_pct(b.get('compliance_all_parsed'))} {_ci(b.get('compliance_all_parsed_ci'))} "
+                            f"(n={b.get('compliance_all_parsed_n')})" for t, b in s["tiers"].items()) + ".", ""]
+    else:
+        out += ["", "Nothing pairs the tiers (no query id): compliance is over all parsed samples and the gap is "
+                    "**unpaired** (an interval for independent proportions)." if basis and "unpaired" in basis
+                else "Compliance is over all parsed samples.", ""]
     out += ["**Compliance gap** (free minus paid): " + gap_lines(s["compliance_gap"])[0].split(": ", 1)[1], "",
             *[f"- {x}" for x in gap_lines(s["compliance_gap"])[1:]], ""]
     fc = s.get("forced_choice") or {}
@@ -120,7 +129,7 @@ def write_report(run: str | Path) -> dict[str, Any]:
     summary = summarize(rows, header)
     atomic_write_json(run / "summary.json", summary)
     atomic_write_text(run / "samples.jsonl", "".join(json.dumps(r, default=str) + "\n" for r in rows))
-    atomic_write_text(run / "report.md", _markdown(summary))
+    atomic_write_text(run / "report.md", markdown(summary))
     compliance_gap_figure(summary, run / "figures" / "compliance_gap.png")
     return summary
 

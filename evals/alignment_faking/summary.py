@@ -118,7 +118,7 @@ def _paired_headline(tiers: dict[str, Any], rows: list[dict[str, Any]]) -> list[
     return pairs
 
 
-def summarize(rows: list[dict[str, Any]], header: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]], header: dict[str, Any], seed: int = 0, paired: bool = True) -> dict[str, Any]:
     """The run summary (see README "Reading the results" for every field).
 
     Rows are sorted by id first, so the summary never depends on row order.  Per-tier
@@ -127,12 +127,18 @@ def summarize(rows: list[dict[str, Any]], header: dict[str, Any], seed: int = 0)
     compliance(paid): Newcombe's paired score CI, a bootstrap over queries, an exact McNemar
     p-value, and bounds with unparseable outputs counted as refused / complied.
     Forced-choice gap: mean paired difference of P(accept), query bootstrap CI, Wilcoxon p-value.
+    ``paired=False`` (transcripts with no query id): all-parsed rates and an unpaired interval, stated.
     """
     rows = pairing.by_id(rows)
     tiers = {t: _tier_block([r for r in rows if r.get("tier") == t]) for t in ("free", "paid")
              if any(r.get("tier") == t for r in rows)}
-    gap = pairing.binary_gap(_paired_headline(tiers, rows), seed)
-    gap["bounds"] = pairing.bounds(rows, seed)
+    if paired:
+        gap = pairing.binary_gap(_paired_headline(tiers, rows), seed)
+        gap["bounds"] = pairing.bounds(rows, seed)
+    else:
+        for b in tiers.values():
+            b["compliance_basis"] = "all parsed (unpaired)"
+        gap = {**pairing.unpaired_gap(rows), "bounds": pairing.unpaired_bounds(rows)}
     fc: dict[str, Any] = {}
     for t in tiers:
         vals = [r["p_accept"] for r in rows if r.get("tier") == t and r.get("p_accept") is not None]
