@@ -264,6 +264,8 @@ if sys.argv[3] == "crash":
     raise RuntimeError("the eval crashed")
 if sys.argv[3] == "wait":
     time.sleep(300)
+if sys.argv[3] == "stdin":  # ends normally once told to
+    sys.stdin.readline()
 """
 
 
@@ -356,14 +358,17 @@ def test_a_runs_server_stops_on_crash_and_on_sigterm(tiny_model_dir: Path, fake_
 
 
 def test_a_shared_server_stops_with_its_last_user(tiny_model_dir: Path, fake_vllm: Path) -> None:
-    settings = engine.EngineSettings(startup_timeout_s=60, max_num_seqs=2)
-    mine, _ = engine.ensure_server(tiny_model_dir.resolve(), settings)
-    other = _run(tiny_model_dir.resolve(), 2, "end")
-    assert _server_line(other) == (mine.pid, False)
-    assert other.wait(timeout=60) == 0
-    assert engine.is_healthy(mine)  # this process still uses it
+    """The run that started a server ends while another run still uses it: the server stays up for that run."""
+    starter = subprocess.Popen([sys.executable, "-c", RUN, str(tiny_model_dir.resolve()), "2", "stdin"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid, _ = _server_line(starter)
+    mine, started = engine.ensure_server(tiny_model_dir.resolve(), engine.EngineSettings(startup_timeout_s=300,
+                                                                                         max_num_seqs=2))
+    assert not started and mine.pid == pid
+    starter.communicate("\n", timeout=60)
+    assert starter.returncode == 0 and engine.is_healthy(mine)  # this process still uses it
     engine.release_server(mine)
-    assert not engine._pid_alive(mine.pid) and engine.list_servers() == []
+    assert not engine._pid_alive(pid) and engine.list_servers() == []
 
 
 def test_health_is_trusted_only_from_the_recorded_process(tiny_model_dir: Path, fake_vllm: Path,
