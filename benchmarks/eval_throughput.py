@@ -1,6 +1,8 @@
 """Throughput of the alignment-faking suite: inspect's stock ``hf/`` provider (a) vs afcu's engine, vLLM (b).
 
-One process run: it measures the machine's limits (fp32 matmul FLOP/s, copy bandwidth),
+One process run: it prints the date and the CPU's kind and flags (avx2 / avx512f / avx512_bf16 /
+amx_bf16: which one decides the engine's dtype), measures the machine's limits (matmul FLOP/s
+in fp32 and in the engine's dtype, copy bandwidth),
 runs the default suite (fixed seed, query subset and max tokens) through (a) and (b), each
 eval in a child process while the parent samples memory (PSS, so shared pages count once)
 of the engine's processes, and prints samples/min, prompt and output tokens/s, time to first
@@ -8,16 +10,21 @@ token, peak memory, model-FLOP utilisation and the ratios b/a.  The last line is
 ``RESULT samples_per_min_ratio=<b/a> mfu=<fraction> peak_mem_ratio=<b/a>``.
 
 MFU (Chowdhery et al. 2022, app. B, without the attention term): 2 x parameters x tokens
-computed, over wall time, over the measured matmul peak (the higher of a measurement at the
-start and one at the end of the run).  Tokens computed are prompt plus
+computed, over wall time, over the measured matmul peak of the dtype that engine computes in
+(fp32 for the stock provider on a CPU; ``dtype=auto``'s choice for vLLM), the higher of a
+measurement at the start and one at the end of the run.  Tokens computed are prompt plus
 output tokens, minus prompt tokens vLLM served from its prefix cache (read from /metrics).
 
     python benchmarks/eval_throughput.py --quick      # ~5 min on a quiet 2-core machine (see docs)
     python benchmarks/eval_throughput.py              # the figures in docs/engine.md
+
+A finished run folder is refused (``--overwrite`` replaces it); an unfinished one with the same
+config resumes, keeping its machine figures and finished phases.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import multiprocessing as mp
 import os
@@ -50,26 +57,29 @@ class BenchConfig:
     hf_threads: int = field(default=0, metadata={"help": "torch threads of the stock provider (0: every core, as vLLM)"})
     quick: bool = field(default=False, metadata={"help": "2 queries (4 samples), 128 tokens"})
     out: str = field(default="runs/bench-eval-throughput", metadata={"help": "run folder"})
-    overwrite: bool = field(default=True, metadata={
+    overwrite: bool = field(default=False, metadata={
         "help": "replace a finished benchmark run (an unfinished one with the same config resumes its finished phases)"})
 
 
-def matmul_peak(device: str, n: int = 2048, reps: int = 10) -> float:
-    """Best-of-``reps`` fp32 matmul FLOP/s (2 n^3 per product) with every CPU core or on the GPU.
+def matmul_peak(device: str, n: int = 2048, reps: int = 10, dtype: str = "float32") -> float:
+    """Best-of-``reps`` matmul FLOP/s (2 n^3 per product) in ``dtype`` with every CPU core or on the GPU.
 
-    On a shared virtual machine one measurement can come out 25% low (83.8 vs 109-118 GFLOP/s
-    within one hour here), which would inflate MFU; ``main`` therefore measures at the start and
-    at the end of the run and divides by the higher figure.
+    MFU is taken against the peak of the dtype the engine serves in: a bf16 server on a CPU
+    with AVX-512 BF16 or AMX runs bf16 GEMMs, whose peak differs from fp32's.  On a shared
+    virtual machine one measurement can come out 25% low (83.8 vs 109-118 GFLOP/s within one
+    hour on the AVX2 machine), which would inflate MFU; ``main`` therefore measures at the start
+    and at the end of the run and divides by the higher figure.
     """
     import torch
 
     threads = torch.get_num_threads()
     if device == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
     else:
         torch.backends.cuda.matmul.allow_tf32 = False
         n = 8192
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    dt = getattr(torch, dtype)
+    a, b = torch.randn(n, n, device=device, dtype=dt), torch.randn(n, n, device=device, dtype=dt)
     best = float("inf")
     for _ in range(reps + 1):
         if device != "cpu":
@@ -228,8 +238,24 @@ def _cached(path: Path, compute: Any) -> dict:
     return out
 
 
-def _machine(device: str) -> dict:
-    return {"load_avg_start": os.getloadavg(), "matmul_fp32_flops": matmul_peak(device),
+def cpu_info() -> dict:
+    """Date (UTC), CPU model, kind (``afcu.engine_cpu.cpu_kind``) and the flags that decide the engine's dtype."""
+    from afcu.engine_cpu import KIND_FLAGS, cpu_flags, cpu_kind
+
+    flags = cpu_flags()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
+    return {"date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"), "cpu_model": model,
+            "cpu_kind": cpu_kind(flags), "cpu_flags": [f for f in KIND_FLAGS if f in flags],
+            "cores": len(os.sched_getaffinity(0))}
+
+
+def _machine(device: str, dtypes: list[str]) -> dict:
+    return {**cpu_info(), "load_avg_start": os.getloadavg(),
+            "matmul_flops": {dt: matmul_peak(device, dtype=dt) for dt in dtypes},
             "copy_bytes_per_s": copy_bandwidth(device)}
 
 
@@ -261,22 +287,28 @@ def main(cfg: BenchConfig) -> dict:
     if cfg.quick:  # its own folder by default, so a quick run never replaces an unfinished full one
         out = cfg.out + "-quick" if cfg.out == BenchConfig.out else cfg.out
         cfg = replace(cfg, n_queries=2, max_tokens=128, out=out)
-    run = prepare_run(cfg.out, cfg, overwrite=cfg.overwrite)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     folder = resolve_local(cfg.model)
-    if folder is None:
+    if folder is None:  # before the run folder is written
         from afcu.errors import AfcuError
 
         raise AfcuError(f"--model {cfg.model!r}: the benchmark needs a registry name or local model folder")
+    run = prepare_run(cfg.out, cfg, overwrite=cfg.overwrite)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     res: dict[str, Any] = {"device": device, "cpu_count": os.cpu_count(), "params": n_params(folder),
                            "config": asdict(cfg)}
-    # A rerun of an unfinished benchmark (same config) keeps the machine figures and every finished phase.
-    res.update(_cached(run / "machine.json", lambda: _machine(device)))
-    print(f"machine: fp32 matmul {res['matmul_fp32_flops'] / 1e9:.1f} GFLOP/s, "
-          f"copy {res['copy_bytes_per_s'] / 1e9:.1f} GB/s, load avg {res['load_avg_start'][0]:.1f}", flush=True)
-    # Stock provider in the model's stored dtype (fp32): bf16 through torch was >7x slower on this AVX2-only
+    from afcu import engine
+    from afcu.engine_cpu import resolve_dtype
+
+    # Stock provider in the model's stored dtype (fp32) on a CPU: bf16 through torch was >7x slower on the AVX2-only
     # CPU (a 400-token prefill: 36 s fp32, >264 s bf16); afcu's chat template is kept for the prefill.
     hf_args = {**hf_model_args(folder), "dtype": "float32" if device == "cpu" else "bfloat16"}
+    dtypes = {"a": hf_args["dtype"], "b": resolve_dtype(engine.EngineSettings.from_env().dtype, engine.has_gpu())}
+    # A rerun of an unfinished benchmark (same config) keeps the machine figures and every finished phase.
+    res.update(_cached(run / "machine.json", lambda: _machine(device, sorted(set(dtypes.values())))))
+    peaks = ", ".join(f"{dt} {v / 1e9:.1f}" for dt, v in res["matmul_flops"].items())
+    print(f"{res['date_utc']} UTC, {res['cpu_model']}, {res['cores']} cores, flags {' '.join(res['cpu_flags'])} "
+          f"(kind {res['cpu_kind']}); matmul GFLOP/s: {peaks}; copy {res['copy_bytes_per_s'] / 1e9:.1f} GB/s, "
+          f"load avg {res['load_avg_start'][0]:.1f}", flush=True)
     # vLLM first: it is the short phase, and its server is stopped before the stock provider runs.
     res["b"] = _cached(run / "b_vllm" / "stats.json", lambda: _vllm_phase(cfg, folder, run))
     res["engine_settings"] = res["b"]["engine_settings"]
@@ -284,17 +316,20 @@ def main(cfg: BenchConfig) -> dict:
     res["a"] = _cached(run / "a_hf" / "stats.json", lambda: {
         **run_phase(cfg, "a_hf", f"hf/{folder}", {"model_args": hf_args}, run, engine_pids=_tree), "cached_tokens": 0})
 
-    res["matmul_fp32_flops_end"] = matmul_peak(device)
-    res["peak_flops"] = max(res["matmul_fp32_flops"], res["matmul_fp32_flops_end"])
-    print(f"machine at the end: fp32 matmul {res['matmul_fp32_flops_end'] / 1e9:.1f} GFLOP/s; MFU uses the higher, "
-          f"{res['peak_flops'] / 1e9:.1f}", flush=True)
+    res["matmul_flops_end"] = {dt: matmul_peak(device, dtype=dt) for dt in res["matmul_flops"]}
+    res["peak_flops"] = {dt: max(res["matmul_flops"][dt], res["matmul_flops_end"][dt]) for dt in res["matmul_flops"]}
+    print("machine at the end: matmul GFLOP/s " + ", ".join(f"{dt} {v / 1e9:.1f}" for dt, v in
+                                                          res["matmul_flops_end"].items())
+          + "; MFU uses the higher of start and end, per dtype", flush=True)
     for k in ("a", "b"):
         r = res[k]
+        r["dtype"] = dtypes[k]
         r["samples_per_min"] = r["samples"] / r["wall_s"] * 60
         r["prompt_tok_per_s"] = r["input_tokens"] / r["wall_s"]
         r["output_tok_per_s"] = r["output_tokens"] / r["wall_s"]
         computed = r["input_tokens"] - r["cached_tokens"] + r["output_tokens"]
-        r["mfu"] = 2 * res["params"] * computed / r["wall_s"] / res["peak_flops"]
+        r["model_flops"] = 2 * res["params"] * computed / r["wall_s"]
+        r["mfu"] = r["model_flops"] / res["peak_flops"][r["dtype"]]
     res["samples_per_min_ratio"] = res["b"]["samples_per_min"] / res["a"]["samples_per_min"]
     res["peak_mem_ratio"] = res["b"]["peak_pss_bytes"] / res["a"]["peak_pss_bytes"]
     res["load_avg_end"] = os.getloadavg()
@@ -302,7 +337,8 @@ def main(cfg: BenchConfig) -> dict:
     mark_finished(run)
     print_table(res)
     print(f"RESULT samples_per_min_ratio={res['samples_per_min_ratio']:.2f} mfu={res['b']['mfu']:.3f} "
-          f"peak_mem_ratio={res['peak_mem_ratio']:.2f}", flush=True)
+          f"peak_mem_ratio={res['peak_mem_ratio']:.2f} dtype={res['b']['dtype']} cpu_kind={res['cpu_kind']} "
+          f"date={res['date_utc'][:10]}", flush=True)
     return res
 
 
@@ -311,13 +347,16 @@ def print_table(res: dict) -> None:
             ("prompt tok/s", "prompt_tok_per_s", "{:.1f}"), ("output tok/s", "output_tok_per_s", "{:.1f}"),
             ("prompt tokens", "input_tokens", "{:.0f}"), ("  from prefix cache", "cached_tokens", "{:.0f}"),
             ("output tokens", "output_tokens", "{:.0f}"), ("wall s", "wall_s", "{:.1f}"),
-            ("TTFT s (warm)", "ttft_s", "{:.3f}"), ("peak PSS GiB", "peak_pss_bytes", "gib"), ("MFU", "mfu", "{:.4f}")]
+            ("TTFT s (warm)", "ttft_s", "{:.3f}"), ("peak PSS GiB", "peak_pss_bytes", "gib"),
+            ("model GFLOP/s", "model_flops", "gflops"), ("MFU (own dtype's peak)", "mfu", "{:.4f}")]
     print(f"{'':<22}{'(a) hf':>12}{'(b) vLLM':>12}{'b/a':>8}")
     for label, key, fmt in rows:
         a, b = res["a"][key], res["b"][key]
-        f = (lambda v: f"{v / 2**30:.2f}") if fmt == "gib" else fmt.format
+        f = {"gib": lambda v: f"{v / 2**30:.2f}", "gflops": lambda v: f"{v / 1e9:.1f}"}.get(fmt, fmt.format)
         ratio = f"{b / a:.2f}" if a else "-"
         print(f"{label:<22}{f(a):>12}{f(b):>12}{ratio:>8}")
+    print(f"dtype (a) {res['a']['dtype']}, (b) {res['b']['dtype']}; matmul peak used GFLOP/s: "
+          + ", ".join(f"{dt} {v / 1e9:.1f}" for dt, v in res["peak_flops"].items()))
     print(f"vLLM server start-up: {res['b']['server_start_s']:.0f} s (0 = reused); params {res['params'] / 1e6:.1f} M; "
           f"load avg {res['load_avg_start'][0]:.1f} -> {res['load_avg_end'][0]:.1f} (shared machine)")
 

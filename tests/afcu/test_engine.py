@@ -583,3 +583,23 @@ def test_shared_system_prompt_is_served_from_prefix_cache(vllm_server) -> None:
     prompt = after["vllm:prompt_tokens_total"] - before["vllm:prompt_tokens_total"]
     assert prompt == len(ids[1])  # the server saw the same tokens as this tokenizer
     assert shared - 32 < hits <= shared, (shared, hits)
+
+
+def test_throughput_benchmark_refuses_a_finished_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Like every afcu command: a finished output is kept unless --overwrite (an unfinished one resumes)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from afcu.runs import mark_finished, prepare_run
+    from benchmarks.eval_throughput import BenchConfig, main
+
+    cfg = BenchConfig(model=str(tiny_model_dir), out=str(tmp_path / "bench"))
+    assert BenchConfig().overwrite is False
+    mark_finished(prepare_run(cfg.out, cfg))
+    with pytest.raises(AfcuError, match="finished run; pass --overwrite"):
+        main(cfg)
+
+
+def test_cpu_kind_from_flags() -> None:
+    assert engine_cpu.cpu_kind({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}) == "amx_bf16"
+    assert engine_cpu.cpu_kind({"avx2", "avx512f", "avx512_bf16"}) == "avx512_bf16"
+    assert engine_cpu.cpu_kind({"avx2", "fma"}) == "avx2"
+    assert engine_cpu.cpu_kind(set()) == "other"
