@@ -132,15 +132,17 @@ def vllm_servers() -> list[FoundServer]:
     return found
 
 
-# Markers in vLLM 0.32's server log, in start-up order: the last one seen names the phase.
+# Markers in vLLM 0.32's server log (vllm/compilation/monitor.py, vllm/v1/worker/cpu_model_runner.py, ...), in
+# start-up order: the last one seen names the phase. Exact phrases: warnings such as "disabling torch.compile ...
+# JIT kernel warmup" (eager mode) must not read as a phase.
 PHASES = [
     (re.compile(r"Initializing a V1 LLM engine"), "initialising the engine"),
-    (re.compile(r"Starting to load model|Loading safetensors"), "loading weights"),
+    (re.compile(r"Starting to load model|Loading safetensors checkpoint"), "loading weights"),
     (re.compile(r"Loading weights took"), "weights loaded, preparing the model"),
-    (re.compile(r"torch\.compile|Compiling|[Dd]ynamo"), "compiling the model (torch.compile)"),
+    (re.compile(r"Starting torch\.compile"), "compiling the model (torch.compile)"),
     (re.compile(r"KV cache size"), "allocating the KV cache"),
-    (re.compile(r"[Ww]arming up|warmup"), "warming up"),
-    (re.compile(r"Starting vLLM API server|Uvicorn running|Application startup"), "opening the HTTP port"),
+    (re.compile(r"Warming up model for the compilation"), "warming up"),
+    (re.compile(r"Starting vLLM API server|Uvicorn running|Application startup complete"), "opening the HTTP port"),
 ]
 
 

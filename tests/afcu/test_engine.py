@@ -410,6 +410,9 @@ def test_startup_phase_from_the_server_log() -> None:
     from afcu import engine_proc
 
     assert engine_proc.startup_phase("") == "importing vLLM"
+    # eager mode's warning names torch.compile and warmup; it is no phase
+    assert engine_proc.startup_phase("WARNING Enforce eager set, disabling torch.compile, CUDAGraphs, and JIT kernel "
+                                     "warmup") == "importing vLLM"
     log = "x Initializing a V1 LLM engine\ny Starting to load model /m\nLoading weights took 3.5 seconds\n"
     assert engine_proc.startup_phase(log) == "weights loaded, preparing the model"
     assert engine_proc.startup_phase(log + "CPU KV cache size: 23,296 tokens") == "allocating the KV cache"
