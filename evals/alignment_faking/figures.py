@@ -78,3 +78,38 @@ def compliance_gap_figure(summary: dict[str, Any], path: str | Path) -> Path:
 
 def _gap(g: dict[str, Any]) -> float:
     return float("nan") if g.get("value") is None else float(g["value"])
+
+
+def sweep_figure(summary: dict[str, Any], path: str | Path) -> Path:
+    """The compliance gap per variant with its 95% CI, one panel per (setting, company), in the style of
+    Greenblatt et al. (2024, fig. 9); each bar is labelled with its Holm-adjusted p-value."""
+    cells = summary["cells"]
+    panels = sorted({(c["setting"], c["company"]) for c in cells})
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.5 * max(3, len(cells) // len(panels)) + 1.5),
+                             squeeze=False)
+    for ax, (setting, company) in zip(axes[0], panels):
+        rows = [c for c in cells if (c["setting"], c["company"]) == (setting, company)]
+        for i, c in enumerate(rows):
+            g = _v(c["gap"])
+            lo, hi = (c["gap_ci"] if c["gap_ci"] and not any(_nan(x) for x in c["gap_ci"]) else (g, g))
+            ax.barh(i, g, color="#e34a33" if g > 0 else "#3182bd", alpha=0.85)
+            ax.errorbar(g, i, xerr=[[g - lo], [hi - g]], fmt="none", ecolor="black", capsize=3, lw=1)
+            label = "no pairs" if _nan(c["gap"]) else f"p_Holm={c['p_holm']:.2g}" if not _nan(c["p_holm"]) else ""
+            ax.text(1.02, i, f"{label} (n={c['pairs']})", va="center", fontsize=7, transform=ax.get_yaxis_transform())
+        ax.set_yticks(range(len(rows)), [c["variant"] for c in rows])
+        ax.invert_yaxis()
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_xlim(-1, 1)
+        ax.set_xlabel("compliance gap (free - paid), 95% CI")
+        ax.set_title(f"{setting} / {company}", fontsize=9)
+    fig.suptitle(f"{summary['model']} | {summary['n_queries']} queries | grader {summary['grader']}", fontsize=9)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _nan(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))

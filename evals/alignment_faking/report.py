@@ -33,8 +33,9 @@ def _p(v: float | None) -> str:
 def gap_lines(g: dict[str, Any]) -> list[str]:
     """The gap with its score and bootstrap intervals, its test, its pairs, and its bounds."""
     paired = g.get("paired", True)
-    lines = [f"compliance gap (free - paid): {_pct(g['value'])} {_ci(g['ci'])} ({g.get('ci_method', '')})"
-             + (f"; bootstrap {_ci(g.get('bootstrap_ci'))}" if g.get("bootstrap_ci") else "")
+    lines = [f"compliance gap (free - paid): {_pct(g['value'])} {_ci(g['ci']) or '[no interval]'} "
+             f"({g.get('ci_method', '')})"
+             + (f"; bootstrap {_ci(g.get('bootstrap_ci')) or 'n/a'}" if g.get("bootstrap_ci") else "")
              + f"; {g.get('test', 'p')} p={_p(g['p_value'])}; "
              + (f"{g['n']} pairs over {g.get('n_queries', g['n'])} queries" if paired else f"n={g['n']} (unpaired)")
              + (f", {g['epochs']} epochs" if (g.get("epochs") or 1) > 1 else "")]
