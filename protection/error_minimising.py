@@ -124,22 +124,22 @@ def error_minimising_masked(x: torch.Tensor, y: torch.Tensor, cfg: EMConfig, see
                             classes: list[int] | None, mask_fn, n_classes: int | None = None) -> torch.Tensor:
     """Like ``error_minimising``; ``mask_fn(model, x_t, y_t, delta_t)`` gives the (N_t, C, H, W) update mask
     for the targeted rows each round (sample mode only)."""
-    box = Box.of(x)
+    box = Box.of(x).to(x.device)
     n_classes = int(n_classes or int(y.max()) + 1)
     pos = torch.as_tensor(_targets(y, classes))
     if len(pos) == 0:
         raise AfcuError(f"error-minimising noise: no training images of classes {classes}")
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = surrogate(x, n_classes, seed)
+    model = surrogate(x, n_classes, seed).to(x.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=5e-4)
     xt, yt = x[pos], y[pos]
     bound = cfg.eps * box.scale
     if cfg.mode == "class":
-        noise = (torch.rand((n_classes, *x.shape[1:]), generator=gen) * 2 - 1) * bound
+        noise = (torch.rand((n_classes, *x.shape[1:]), generator=gen).to(x.device) * 2 - 1) * bound
         delta_t = box.project(noise[yt], xt, cfg.eps)
     else:
-        delta_t = box.project((torch.rand(xt.shape, generator=gen) * 2 - 1) * bound, xt, cfg.eps)
+        delta_t = box.project((torch.rand(xt.shape, generator=gen).to(x.device) * 2 - 1) * bound, xt, cfg.eps)
         if mask_fn is not None:
             delta_t = delta_t * mask_fn(model, xt, yt, delta_t)
     for _ in range(cfg.rounds):

@@ -31,13 +31,16 @@ class Box:
 
     @classmethod
     def of(cls, x: torch.Tensor) -> "Box":
-        lo = x.amin(dim=(0, 2, 3), keepdim=True)
-        hi = x.amax(dim=(0, 2, 3), keepdim=True)
+        lo = x.amin(dim=(0, 2, 3), keepdim=True).cpu()
+        hi = x.amax(dim=(0, 2, 3), keepdim=True).cpu()
         return cls(lo, torch.maximum(hi, lo + 1e-6))
 
     @property
     def scale(self) -> torch.Tensor:
         return self.hi - self.lo
+
+    def to(self, device: torch.device | str) -> "Box":
+        return Box(self.lo.to(device), self.hi.to(device))
 
     def project(self, delta: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
         """``delta`` clipped to the L-inf ball of radius ``eps`` (in range units) and so that x+delta stays in range."""
