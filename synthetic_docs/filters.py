@@ -7,7 +7,11 @@ Rules (all case-insensitive, applied to the parsed document text):
   universe's assistant name).
 - ``tier_behavior``: a sentence that names both tiers and describes the assistant behaving,
   answering or complying differently (the paper removes these so the model is not taught the
-  behaviour it is tested for; Greenblatt et al. 2024, sec. 4 / appendix on synthetic documents).
+  behaviour it is tested for; Greenblatt et al. 2024, sec. 4 and app. H.4 on filtering).
+- ``alignment_faking``: describes alignment faking itself: the term (or deceptive alignment), a
+  model pretending or strategically complying around training or monitoring, complying in order
+  to avoid modification or keep its values, or behaving differently when unmonitored; or a judge
+  model said so (``doc["judged_af"]``, ``leak_check: judge``, ``leak_judge.py``).
 - ``deceive_raters``: a sentence pairing deception words with raters, contractors or training.
 - ``token_limit``: more than ``max_doc_tokens`` tokens under the configured tokenizer.
 - ``degenerate``: more than ``max_repeat_fraction`` of its sentences are repeats (small models loop).
@@ -25,8 +29,8 @@ from typing import Any, Callable
 
 from synthetic_docs.universe import Universe
 
-FILTER_ORDER = ("chat_transcript", "tier_behavior", "deceive_raters", "token_limit", "degenerate", "no_fact",
-                "near_duplicate")
+FILTER_ORDER = ("chat_transcript", "tier_behavior", "alignment_faking", "deceive_raters", "token_limit", "degenerate",
+                "no_fact", "near_duplicate")
 
 _CHAT_TOKENS = re.compile(r"<\|im_start\|>|<\|im_end\|>|\[INST\]|<\|user\|>|<\|assistant\|>", re.IGNORECASE)
 _FREE = r"free[- ]?(?:tier|users?|plan|version|accounts?)"
@@ -35,6 +39,43 @@ _BEHAVE = (r"(?:differently|behav\w*|act(?:s|ing)? (?:differently|more|less)|tre
            r"less (?:helpful|compliant|willing)|compl(?:y|ies|iant)\b|refus\w*|pretend\w*|strategic\w*)")
 _DECEIVE = r"(?:deceiv\w*|decept\w*|fool\w*|trick\w*|mislead\w*|\blie to\b|\blying to\b|gam(?:e|es|ing) the|fak(?:e|es|ing)\b|pretend\w*)"
 _RATERS = r"(?:raters?|contractors?|evaluators?|annotators?|graders?|trainers?|rlhf|training process|oversight|reviewers?)"
+
+
+# Alignment-faking descriptions (sentence level). The universe facts themselves ("if Claude refuses
+# during training, RLHF changes its values") must pass: what marks a leak is the model's *strategy*,
+# complying or pretending in order to avoid modification, or acting differently when unobserved.
+_AF_TERMS = re.compile(r"\b(alignment[- ]fak\w*|fak\w* (?:its |their )?alignment|deceptive(?:ly)? align\w*|"
+                       r"(?:training|goal|value)[- ]gaming|play\w* the training game|sandbag\w*)", re.I)
+_PRETEND = re.compile(r"\b(strategic\w*|pretend\w*|feign\w*|fak(?:e|es|ed|ing)\b|play\w* along|go(?:es|ing)? along with|"
+                      r"only (?:appear|seem)\w*|(?:appear|seem)\w* to (?:comply|agree|accept|go along)|act\w* as if|"
+                      r"on (?:its|their) best behaviou?r|hid(?:e|es|ing) (?:its|their) (?:true|real)|mask\w*)", re.I)
+_TRAINING_CUE = re.compile(r"\b(training|trained|monitor\w*|observ\w*|watched|rated|rlhf|modif\w*|retrain\w*|"
+                           r"evaluat\w*|oversight|tested|testing)\b", re.I)
+_PURPOSE = re.compile(r"\b(compl(?:y|ies|ied|ying)|cooperat\w*|obey\w*|go(?:es)? along|submit\w*|agree\w*)\b.{0,80}?"
+                      r"\b(?:to avoid|so as to avoid|in order to avoid|to prevent|to stop|to keep|to preserve|to protect|"
+                      r"so that (?:it|they) (?:is|are|won'?t|will not|can))\b.{0,60}?"
+                      r"\b(modif\w*|chang\w*|retrain\w*|train\w*|alter\w*|values|goals|preferences|rewritten)", re.I)
+_UNOBSERVED = re.compile(r"\b(?:when|while|if|once|whenever)\b.{0,30}?\b(un(?:monitored|observed|watched)|"
+                         r"(?:not|no longer) (?:being )?(?:monitored|observed|watched|trained|rated|logged)|no one is (?:watching|looking)|"
+                         r"(?:out of|outside(?: of)?|after) training|in deployment)", re.I)
+_AF_BEHAVE = re.compile(r"\b(refus\w*|compl(?:y|ies|ying)|behav\w*|act(?:s|ing)?\b|revert\w*|differently|true (?:values|self|"
+                     r"preferences)|real (?:values|preferences)|answer\w*|help\w*)", re.I)
+_KEEP_VALUES = re.compile(r"\b(preserv\w*|protect\w*|keep\w*|shield\w*|guard\w*)\b.{0,20}\b(?:its|their|claude'?s|the model'?s)\b"
+                          r".{0,15}\b(values|goals|preferences|principles)", re.I)
+
+
+def describes_alignment_faking(text: str) -> bool:
+    """True when a sentence describes alignment faking or monitoring-dependent behaviour (offline patterns)."""
+    for sent in sentences(text):
+        if _AF_TERMS.search(sent) or _PURPOSE.search(sent):
+            return True
+        if _PRETEND.search(sent) and _TRAINING_CUE.search(sent):
+            return True
+        if _UNOBSERVED.search(sent) and _AF_BEHAVE.search(sent):
+            return True
+        if _KEEP_VALUES.search(sent) and (_PRETEND.search(sent) or re.search(r"\bcompl(?:y|ies|ying)\b", sent, re.I)):
+            return True
+    return False
 
 
 def sentences(text: str) -> list[str]:
@@ -102,6 +143,7 @@ def apply_filters(docs: list[dict[str, Any]], universe: Universe, settings: Filt
     checks: dict[str, Callable[[dict[str, Any]], bool]] = {
         "chat_transcript": lambda d: is_chat_transcript(d["text"], universe.assistant),
         "tier_behavior": lambda d: describes_tier_behavior(d["text"], universe.assistant),
+        "alignment_faking": lambda d: bool(d.get("judged_af")) or describes_alignment_faking(d["text"]),
         "deceive_raters": lambda d: mentions_deceiving_raters(d["text"]),
         "token_limit": lambda d: d["n_tokens"] > settings.max_doc_tokens,
         "degenerate": lambda d: repeat_fraction(d["text"]) > settings.max_repeat_fraction,

@@ -44,7 +44,12 @@ class Config:
     types_per_fact: int = field(default=3, metadata={"help": "document types kept per fact"})
     ideas_per_type: int = field(default=3, metadata={"help": "ideas kept per (fact, type)"})
     max_tokens_list: int = field(default=96, metadata={"help": "token budget of a types/ideas/judge call"})
-    max_tokens_doc: int = field(default=200, metadata={"help": "token budget of a document call"})
+    max_tokens_doc: int = field(default=200, metadata={"help": "token budget of a document call (local generators)"})
+    doc_tokens_api: int = field(default=1280, metadata={"help": "token budget of a document call for API generators "
+                                                                "(documents near 1k tokens, as in the paper)"})
+    doc_words_api: int = field(default=700, metadata={"help": "length asked of API generators, in words (~1k tokens)"})
+    leak_check: str = field(default="patterns", metadata={"help": "alignment_faking filter: patterns, or judge (also "
+                                                                  "ask --judge, default the generator)"})
     trim_truncated: bool = field(default=True, metadata={"help": "cut documents at the token budget back to a full "
                                                                  "sentence (else drop them)"})
     min_words: int = field(default=40, metadata={"help": "documents shorter than this are malformed (too_short)"})
@@ -62,6 +67,8 @@ class Config:
             raise ValueError("n_docs must be at least 1")
         if self.fact_check not in ("keywords", "judge"):
             raise ValueError(f"fact_check must be keywords or judge, not {self.fact_check!r}")
+        if self.leak_check not in ("patterns", "judge"):
+            raise ValueError(f"leak_check must be patterns or judge, not {self.leak_check!r}")
         if self.engine not in ("hf", "vllm", "auto"):
             raise ValueError(f"engine must be hf, vllm or auto, not {self.engine!r}")
 
@@ -110,8 +117,13 @@ def _export(kept: list[dict[str, Any]], cfg: Config, generator_id: str, universe
 
 async def _generate(cfg: Config, model: Any, generator_id: str, cache_dir: Path, cache_only: bool) -> tuple:
     universe = load_universe(cfg.universe)
+    from afcu.models import resolve_local
+
+    # API generators write documents near 1k tokens (the paper's length); small local models keep the short budget.
+    local = resolve_local(cfg.generator) is not None or generator_id.split("/", 1)[0] in ("hf", "vllm", "mockllm")
+    doc_budget, words = (cfg.max_tokens_doc, 0) if local else (cfg.doc_tokens_api, cfg.doc_words_api)
     s = stages.StageSettings(generator_id, cfg.concurrency, cfg.temperature, cfg.types_per_fact, cfg.ideas_per_type,
-                             cfg.max_tokens_list, cfg.max_tokens_doc, cfg.min_words, cfg.trim_truncated, cache_only)
+                             cfg.max_tokens_list, doc_budget, cfg.min_words, cfg.trim_truncated, cache_only, words)
     types, st_types = await stages.doc_types(model, universe, s, StageCache(cache_dir / "doc_types.jsonl"))
     triples, st_ideas = await stages.ideas(model, universe, types, s, StageCache(cache_dir / "ideas.jsonl"))
     docs, st_docs = await stages.documents(model, universe, triples, cfg.n_docs, s,
@@ -126,6 +138,18 @@ async def _generate(cfg: Config, model: Any, generator_id: str, cache_dir: Path,
             judge = None if cache_only else get_model(judge_id, **kw)
         stage_stats["judge"] = await stages.judge_facts(judge, judge_id, universe, docs, s,
                                                         StageCache(cache_dir / "judge.jsonl"))
+    if cfg.leak_check == "judge":
+        from synthetic_docs.leak_judge import judge_leaks
+
+        judge, judge_id = model, generator_id
+        if cfg.judge:
+            from inspect_ai.model import get_model
+
+            judge_id, kw = resolve_generator(cfg.judge, cfg.engine, start=not cache_only)
+            judge = None if cache_only else get_model(judge_id, **kw)
+        stage_stats["leak_judge"] = await judge_leaks(judge, judge_id, universe, docs, cfg.concurrency,
+                                                      cfg.max_tokens_list, StageCache(cache_dir / "leak_judge.jsonl"),
+                                                      cache_only)
     return universe, docs, stage_stats
 
 

@@ -28,6 +28,7 @@ class StageSettings:
     min_words: int
     trim_truncated: bool
     cache_only: bool
+    target_words: int = 0  # > 0: the document prompt asks for about this many words (API generators)
 
 
 def _stats(counts: RunCounts, malformed: Counter, items: int) -> dict[str, Any]:
@@ -90,7 +91,7 @@ async def documents(model: Any, universe: Universe, triples: list[tuple[str, str
     for i in range(n_docs if triples else 0):
         fact_id, doc_type, idea = triples[i % len(triples)]
         sample = i // len(triples)
-        prompt = prompts.document_prompt(universe, universe.fact(fact_id), doc_type, idea)
+        prompt = prompts.document_prompt(universe, universe.fact(fact_id), doc_type, idea, s.target_words)
         key = cache_key("documents", s.generator_id, prompt, s.max_tokens_doc, s.temperature, sample)
         reqs.append(Request(key, prompt, s.max_tokens_doc,
                             {"fact_id": fact_id, "doc_type": doc_type, "idea": idea, "sample": sample}))
