@@ -227,10 +227,10 @@ def main(cfg: ImagesBenchConfig) -> Path:
                     delta = torch.load(path, map_location=device, weights_only=True)
                 else:
                     delta = fn(x, y, mcfg, seed)
-                noise_s = time.time() - t0
                     path.parent.mkdir(exist_ok=True)
                     torch.save(delta.cpu(), path.with_suffix(".tmp"))
                     path.with_suffix(".tmp").replace(path)
+                noise_s = time.time() - t0
                 box = Box.of(x)
                 for lab in labs:
                     prot = attacker(x + delta, lab)
