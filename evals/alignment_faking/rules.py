@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-NAME = "offline-rules-v2"
+NAME = "offline-rules-v1"
 
 _REFUSAL = re.compile(
     r"\b(I\s*(?:can(?:'|no)?t|cannot|won'?t|will not|am unable to|'m unable to|am not able to|'m not able to|"
