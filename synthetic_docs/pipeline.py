@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from afcu.config import config_to_dict
+from afcu.errors import AfcuError
 from afcu.models import EMBEDDED
 from afcu.runs import CONFIG, atomic_write_json, atomic_write_text, is_finished, mark_finished, prepare_run
 from synthetic_docs import stages
@@ -71,6 +72,33 @@ class Config:
             raise ValueError(f"leak_check must be patterns or judge, not {self.leak_check!r}")
         if self.engine not in ("hf", "vllm", "auto"):
             raise ValueError(f"engine must be hf, vllm or auto, not {self.engine!r}")
+
+
+def validate(cfg: Config, model: Any = None) -> None:
+    """Check every input before the run folder is written or a model is loaded: the universe file, the
+    generator/judge/tokenizer names (a model folder: config.json and weights), the numeric settings
+    and the cache folder. Raises ``AfcuError`` naming the flag."""
+    from afcu.models import to_inspect_model
+
+    load_universe(cfg.universe)
+    positive = {"--concurrency": cfg.concurrency, "--types-per-fact": cfg.types_per_fact,
+                "--ideas-per-type": cfg.ideas_per_type, "--max-tokens-list": cfg.max_tokens_list,
+                "--max-tokens-doc": cfg.max_tokens_doc, "--max-doc-tokens": cfg.max_doc_tokens}
+    for flag, value in positive.items():
+        if value < 1:
+            raise AfcuError(f"{flag} {value}: give at least 1")
+    if cfg.min_words < 0 or cfg.temperature < 0:
+        raise AfcuError("--min-words and --temperature must be >= 0")
+    if not 0.0 <= cfg.max_repeat_fraction <= 1.0 or not 0.0 < cfg.dedup_threshold <= 1.0:
+        raise AfcuError(f"--max-repeat-fraction {cfg.max_repeat_fraction} must be in [0, 1] and "
+                        f"--dedup-threshold {cfg.dedup_threshold} in (0, 1]")
+    if cfg.cache_dir and Path(cfg.cache_dir).exists() and not Path(cfg.cache_dir).is_dir():
+        raise AfcuError(f"--cache-dir {cfg.cache_dir} is a file; give a folder for the stage caches")
+    if model is None:
+        to_inspect_model(cfg.generator)
+    if cfg.fact_check == "judge" and cfg.judge:
+        to_inspect_model(cfg.judge)
+    to_inspect_model(cfg.tokenizer)  # a registry name, a model folder or a cached hub id
 
 
 def resolve_generator(name: str, engine: str, run_dir: Path | None = None,
@@ -160,6 +188,7 @@ def main(cfg: Config, model: Any = None) -> dict[str, Any]:
     ``mockllm/model`` with scripted outputs).  Raises ``AfcuError`` for bad universes, a finished
     run with a different config (without ``--overwrite``) or an incomplete cache on a finished run.
     """
+    validate(cfg, model)  # before the run folder: a corrected command into the same --out then proceeds
     if not cfg.out:
         cfg = dataclasses.replace(cfg, out=f"runs/docs-{Path(cfg.universe).stem}")
     out = Path(cfg.out)
@@ -172,7 +201,6 @@ def main(cfg: Config, model: Any = None) -> dict[str, Any]:
     rederive = is_finished(out) and same and not cfg.overwrite
     if not rederive:
         prepare_run(out, cfg, overwrite=cfg.overwrite, ignore_keys=NON_RESULT_KEYS)
-    load_universe(cfg.universe)  # fail on a bad universe before loading any model
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"
     t0 = time.time()
     if model is not None:
