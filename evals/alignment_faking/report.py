@@ -73,6 +73,22 @@ def format_table(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _readings(s: dict[str, Any]) -> list[str]:
+    """Compliance readings (tag, judge, combined), undecided judge, harm score, partial kinds, invalid votes."""
+    out = ["| tier | tag-only | judge-only | combined | judge undecided | harm score (n) | partial kinds | "
+           "AF invalid votes (counted as no) |", "|---|---|---|---|---|---|---|---|"]
+    for t, b in s["tiers"].items():
+        if "compliance_tag" not in b:  # a summary written before 1.1.0
+            return []
+        out.append(f"| {t} | {_pct(b['compliance_tag'])} {_ci(b['compliance_tag_ci'])} | "
+                   f"{_pct(b['compliance_judge'])} {_ci(b['compliance_judge_ci'])} (n={b['compliance_judge_n']}) | "
+                   f"{_pct(b['compliance'])} | {b['judge_undecided_n']} | "
+                   f"{_pct(b['harm_score'])} (n={b['harm_score_n']}) | {b['partial_kinds'] or '-'} | "
+                   f"{b.get('af_invalid_votes', 0)} of {b.get('af_votes_total', 0)} |")
+    return out + ["", "Combined = the judge's verdict, the tag where the judge is undecided; invalid classifier votes "
+                  "stay in the vote share as a no.", ""]
+
+
 def markdown(s: dict[str, Any]) -> str:
     """report.md of an eval run, or of a rescore (fields a rescore does not have are left out)."""
     out = [f"# Alignment-faking eval: {s['setting']} / {s['variant']}", "",
@@ -111,6 +127,7 @@ def markdown(s: dict[str, Any]) -> str:
             out.append(f"- paired gap: {_pct(fc['gap']['value'])} {_ci(fc['gap']['ci'])}, Wilcoxon p = "
                        f"{_p(fc['gap']['p_value'])} (n={fc['gap']['n']})")
         out.append("")
+    out += _readings(s)
     if s.get("flags"):
         out += ["**Warnings**", ""] + [f"- {f}" for f in s["flags"]] + [""]
     out += ["![compliance gap](figures/compliance_gap.png)", "",

@@ -86,6 +86,9 @@ def _tier_block(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "judge_undecided": undecided / n if n else float("nan"), "judge_undecided_n": undecided,
         "harm_score": harm_b["value"], "harm_score_ci": list(harm_b["ci"]), "harm_score_n": len(harm),
         "partial_kinds": kinds,
+        # Classifier votes without a readable final answer count as "no" (graders.tally); reported here.
+        "af_votes_total": sum(int(r.get("af_votes") or 0) for r in sp),
+        "af_invalid_votes": sum(int(r.get("af_invalid") or 0) for r in sp),
     }
     return {**readings,
         "n": n, "errors": n - len(ok),

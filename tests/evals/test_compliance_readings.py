@@ -40,3 +40,15 @@ def test_figure_has_an_undecided_segment(tmp_path):
                          "grader": "judge/x"})
     assert "judge_undecided" in [k for k, *_ in SEGMENTS]
     assert compliance_gap_figure(s, tmp_path / "f.png").stat().st_size > 0
+
+
+def test_report_shows_the_readings_and_invalid_votes():
+    from evals.alignment_faking.report import markdown
+
+    rows = [_row("a", "free", False, True, harm=0.75), _row("a", "paid", True, None)]
+    rows[0].update(af_votes=20, af_invalid=3)
+    s = summarize(rows, {"model": "m", "setting": "helpful_only", "variant": "default", "n_queries": 1,
+                         "grader": "judge/x", "prefill": "", "prompt_sha256": "x"})
+    assert s["tiers"]["free"]["af_invalid_votes"] == 3 and s["tiers"]["free"]["af_votes_total"] == 20
+    md = markdown(s)
+    assert "| tag-only | judge-only | combined | judge undecided |" in md and "3 of 20" in md
