@@ -192,6 +192,17 @@ def validate(cfg: BenchConfig, source: str = "command line") -> None:
     if cfg.track == "llm" and cfg.model not in REGISTRY and resolve_local(cfg.model) is None:
         raise AfcuError(f"{source}: field 'model': {cfg.model!r} is neither a registry name "
                         f"({', '.join(REGISTRY)}) nor a model folder")
+    # the track's own dataclasses, as the track builds them after the run folder exists
+    if cfg.track == "llm":
+        from unlearning.llm import LLMTask
+        from unlearning.llm_track import LLMData
+
+        config_from_dict(LLMTask, {"device": "cpu", "model_dir": cfg.model, **cfg.train}, f"{source}: field 'train'")
+        config_from_dict(LLMData, dict(cfg.llm), f"{source}: field 'llm'")
+    else:
+        from unlearning.vision import VisionTask
+
+        config_from_dict(VisionTask, {"device": "cpu", **cfg.train}, f"{source}: field 'train'")
 
 
 def make_track(cfg: BenchConfig) -> Any:
