@@ -39,6 +39,17 @@ def bench_main(argv: list[str]) -> int:
         return 2
 
 
+def _inline_yaml(key: str, value: str) -> object:
+    """``--train "{epochs: 5}"``: a malformed mapping is a one-line error naming the flag."""
+    from afcu.errors import AfcuError
+
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise AfcuError(f"--{key.replace('_', '-')} {value!r}: not a valid YAML mapping "
+                        f"({str(exc).splitlines()[0]}); e.g. --train \"{{epochs: 5, lr: 0.001}}\"") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from unlearning import bench
     from unlearning.distributed import world
@@ -52,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     for key, value in vars(args).items():
         if key in names:
             # mapping fields (--train, --method, --grids, ...) accept inline YAML: --train "{epochs: 5}"
-            data[key] = yaml.safe_load(value) if isinstance(value, str) and value.lstrip().startswith("{") else value
+            data[key] = _inline_yaml(key, value) if isinstance(value, str) and value.lstrip().startswith("{") else value
     cfg = bench.resolve(data, str(args.config) if getattr(args, "config", None) else "command line")
     run_dir = bench.main(cfg)
     if world()[0] == 0:  # rank 0 alone reports (and alone wrote the files)
