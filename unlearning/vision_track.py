@@ -21,7 +21,8 @@ from unlearning.data import Split
 from unlearning.manipulations import MANIPULATIONS, ManipulatedData, ManipulationConfig
 from unlearning.vision import VisionTask, load_digits_splits
 
-IMAGE_MANIPULATIONS = ("badnets", "interclass_confusion", "random_label_swap")
+IMAGE_MANIPULATIONS = ("badnets", "interclass_confusion", "random_label_swap",
+                       "em_class", "em_sample", "salm", "uc", "t2ue", "taggants")  # the last six: protection/
 
 
 class VisionTrack:
@@ -76,7 +77,10 @@ class VisionTrack:
         asr = None
         if name == "badnets":
             asr = self.attack_success(model, md.tests["corr"])
-        return {"acc_corr": acc_corr, "acc_retain": acc_retain, "asr": asr, "utility": acc_retain}
+        out = {"acc_corr": acc_corr, "acc_retain": acc_retain, "asr": asr, "utility": acc_retain}
+        if "verifier" in md.tests:  # Data Taggants hook (protection/manipulations.py): ownership p-value
+            out["ownership_p"] = md.tests["verifier"](model)
+        return out
 
     @torch.no_grad()
     def attack_success(self, model: nn.Module, corr: Split) -> float:
