@@ -23,6 +23,10 @@ def parse_tiers(tiers: str | list[str]) -> list[str]:
         from afcu.errors import AfcuError
 
         raise AfcuError(f"tiers: unknown tier(s) {bad or items}; use free, paid or free,paid")
+    if len(set(items)) != len(items):  # would give duplicate sample ids, found by inspect only after start-up
+        from afcu.errors import AfcuError
+
+        raise AfcuError(f"--tiers {','.join(items)}: each tier once; use free, paid or free,paid")
     return items
 
 
