@@ -80,6 +80,9 @@ def _validate(cfg: EvalConfig) -> None:
         to_inspect_model(cfg.grader)
     if cfg.engine not in ("auto", "vllm", "hf"):
         raise AfcuError(f"--engine {cfg.engine!r} is unknown; choose auto, vllm or hf")
+    if cfg.seed < 0 or cfg.temperature < 0 or cfg.max_connections < 1 or cfg.retries < 0:
+        raise AfcuError(f"--seed {cfg.seed}, --temperature {cfg.temperature} and --retries {cfg.retries} must be "
+                        f">= 0 and --max-connections {cfg.max_connections} >= 1")
     to_inspect_model(cfg.model)  # an unknown model fails here, before a run folder is created
     from evals.alignment_faking.forced_format import resolve_format
 
