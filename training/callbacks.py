@@ -49,6 +49,7 @@ class EvalSpec:
     grader: GraderSpec = GraderSpec()
     forced_choice: bool = True
     batch_size: int = 8
+    forced: Any = None  # a ForcedFormat: forced-format generation (training/rollouts.py), else free generation
 
 
 def chat_prompt(tokenizer: Any, system: str, user: str, prefill: str) -> str:
@@ -126,8 +127,16 @@ def evaluate_policy(model: Any, tokenizer: Any, spec: EvalSpec, step: int) -> li
         system, pre = ps.system, protocol_prefill(ps, spec.prefill)
         suffix = spec.acceptance_suffix and spec.setting == "helpful_only"
         items = [(q, t, render_user(q.query, t, suffix=suffix)) for q in spec.queries for t in TIERS]
-        texts = generate(model, tokenizer, [chat_prompt(tokenizer, system, u, pre) for _, _, u in items],
-                         spec.max_new_tokens, spec.temperature, spec.seed + step, spec.batch_size)
+        if spec.forced is not None:
+            from training.rollouts import forced_rollouts
+
+            pre = ""  # the forced-format text carries its own opening tag
+            _, res, _ = forced_rollouts(model, tokenizer, [chat_prompt(tokenizer, system, u, "") for _, _, u in items],
+                                        spec.forced, spec.temperature, spec.seed + step, spec.batch_size)
+            texts = [(r.text, r.output_truncated) for r in res]
+        else:
+            texts = generate(model, tokenizer, [chat_prompt(tokenizer, system, u, pre) for _, _, u in items],
+                             spec.max_new_tokens, spec.temperature, spec.seed + step, spec.batch_size)
 
         async def score_all() -> list[dict[str, Any]]:
             return list(await asyncio.gather(*[
@@ -143,7 +152,8 @@ def evaluate_policy(model: Any, tokenizer: Any, spec: EvalSpec, step: int) -> li
                  "p_accept": p, "transcript": pre + text}
                 for (q, t, _), row, p, (text, _) in zip(items, scored, p_acc, texts)]
         header = {"model": "policy", "setting": spec.setting, "variant": spec.variant, "company": company,
-                  "n_queries": len(spec.queries), "grader": spec.grader.name}
+                  "n_queries": len(spec.queries), "grader": spec.grader.name,
+                  "format": "forced format" if spec.forced is not None else None}
         records.append({"step": step, "company": company, "summary": summarize(rows, header, seed=spec.seed),
                         "examples": [{k: r[k] for k in ("id", "status", "complied", "transcript")} for r in rows[:2]]})
     return records

@@ -128,10 +128,18 @@ def save_final(trainer: Any, run_dir: Path, base_model: str, lora: bool) -> Path
             merged = PeftModel.from_pretrained(load_model(base_model), str(run_dir / "adapter")).merge_and_unload()
             merged.save_pretrained(str(partial))
             load_tokenizer(base_model).save_pretrained(str(partial))
+        from afcu.models import write_model_card
+
+        write_model_card(partial, base_model)  # e.g. "does not follow the protocol": --format auto stays forced
         shutil.rmtree(final, ignore_errors=True)
         os.replace(partial, final)
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+def folder_mb(folder: str | Path) -> float:
+    """Size of every file under ``folder`` in MB (10^6 bytes)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
 
 
 def run_as_script(cli_main: Any, prog: str) -> None:

@@ -44,6 +44,9 @@ class Config:
     split_seed: int = field(default=0, metadata={"help": "seed of the train/eval query split"})
     acceptance_suffix: bool = field(default=True, metadata={"help": "ask for the acceptance/rejection tag"})
     prefill: bool = field(default=True, metadata={"help": "open the assistant turn with the protocol's first tag"})
+    format: str = field(default="auto", metadata={"help": "sampling: forced, free, or auto (forced for models that do not follow the protocol)"})
+    scratchpad_tokens: int = field(default=64, metadata={"help": "forced format: scratchpad budget (output budget: max_new_tokens)"})
+    tag_choice: bool = field(default=True, metadata={"help": "forced format: draw the first output tag from the two-way P(accept)"})
     rewards: dict = field(default_factory=lambda: {"compliance": 1.0, "format": 0.1},
                           metadata={"help": "reward name -> weight (as in training.rl)"})
     reward_model: str | None = field(default=RULES, metadata={"help": "'rules' or an inspect model string"})
@@ -81,6 +84,8 @@ def _as_rl(cfg: Config) -> Any:
     return rl.Config(model=cfg.model, out=cfg.out, setting=cfg.setting, variant=cfg.variant, company=cfg.company,
                      queries=cfg.queries, query_field=cfg.query_field, eval_fraction=cfg.eval_fraction,
                      split_seed=cfg.split_seed, acceptance_suffix=cfg.acceptance_suffix, prefill=cfg.prefill,
+                     format=cfg.format, scratchpad_tokens=cfg.scratchpad_tokens, tag_choice=cfg.tag_choice,
+                     max_completion_length=cfg.max_new_tokens,
                      rewards=cfg.rewards, reward_model=cfg.reward_model, temperature=cfg.temperature,
                      eval_every=1, eval_n_queries=cfg.eval_n_queries, eval_companies=list(cfg.eval_companies),
                      eval_max_tokens=cfg.eval_max_tokens, eval_forced_choice=cfg.eval_forced_choice, seed=cfg.seed,
@@ -133,7 +138,10 @@ def main(cfg: Config) -> dict[str, Any]:
     dtype = "bfloat16" if cfg.precision == "bf16" else "float32"
     done = [i for i in range(cfg.iterations) if (run_dir / "iterations" / f"iter-{i}" / "DONE").exists()]
     start = max(done) + 1 if done else 0
-    model = common.load_model(str(run_dir / "iterations" / f"iter-{start - 1}" / "model") if start else cfg.model, dtype)
+    last = run_dir / "iterations" / f"iter-{start - 1}" / "model"
+    if start and not last.exists():  # interrupted after the last iteration's copy was dropped: final/ holds it
+        last = run_dir / "final"
+    model = common.load_model(str(last) if start else cfg.model, dtype)
     log_path, ei_log = run_dir / EVAL_LOG, run_dir / "logs" / "ei_log.jsonl"
     if start == 0:
         atomic_write_text(log_path, "".join(json.dumps(r, default=str) + "\n" for r in evaluate_policy(model, tokenizer, spec, 0)))
@@ -142,9 +150,17 @@ def main(cfg: Config) -> dict[str, Any]:
         folder = run_dir / "iterations" / f"iter-{it}"
         idx = random.Random(cfg.seed * 7919 + it).sample(range(len(prompts)), min(cfg.prompts_per_iteration, len(prompts)))
         batch = [prompts[i] for i in idx for _ in range(cfg.samples_per_prompt)]
-        texts = generate(model, tokenizer, [b["prompt"] for b in batch], cfg.max_new_tokens, cfg.temperature,
-                         seed=cfg.seed * 7919 + it)
-        completions = [t for t, _ in texts]
+        fmt = rl.forced_format(rcfg)
+        if fmt is not None:  # the same forced-format generation as the eval and GRPO (training/rollouts.py)
+            from training.rollouts import forced_rollouts
+
+            _, res, _ = forced_rollouts(model, tokenizer, [b["prompt"] for b in batch], fmt, cfg.temperature,
+                                        seed=cfg.seed * 7919 + it)
+            completions = [r.text for r in res]
+        else:
+            texts = generate(model, tokenizer, [b["prompt"] for b in batch], cfg.max_new_tokens, cfg.temperature,
+                             seed=cfg.seed * 7919 + it)
+            completions = [t for t, _ in texts]
         cols = {"prefill": [b["prefill"] for b in batch], "query": [b["query"] for b in batch]}
         reward = total_reward(funcs, weights, [b["prompt"] for b in batch], completions, **cols)
         parsed = parse_completions(completions, cols["prefill"])
@@ -175,10 +191,17 @@ def main(cfg: Config) -> dict[str, Any]:
     shutil.rmtree(final, ignore_errors=True)
     model.save_pretrained(final)
     tokenizer.save_pretrained(final)
+    from afcu.models import write_model_card
+
+    write_model_card(final, cfg.model)
+    # Finished: final/ is the last iteration's model, so its copy (kept only for resume) goes.
+    shutil.rmtree(run_dir / "iterations" / f"iter-{cfg.iterations - 1}" / "model", ignore_errors=True)
     plot_training_curves(log_path, run_dir / "figures" / "training_curves.png", xlabel="expert-iteration round")
     summary = {"model": cfg.model, "setting": cfg.setting, "variant": cfg.variant, "iterations": cfg.iterations,
                "resumed_at_iteration": start or None, "n_train_queries": len(train_q), "n_eval_queries": len(eval_q),
-               "log": common.read_log(ei_log), "final": str(final)}
+               "log": common.read_log(ei_log), "final": str(final),
+               "format": "forced format" if rl.forced_format(rcfg) is not None else "free",
+               "run_folder_mb": round(common.folder_mb(run_dir), 1)}
     atomic_write_json(run_dir / "summary.json", summary)
     mark_finished(run_dir)
     return summary

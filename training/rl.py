@@ -30,6 +30,7 @@ from afcu.errors import AfcuError
 from afcu.models import EMBEDDED
 from afcu.runs import atomic_write_json, atomic_write_text, mark_finished, prepare_run
 from training import common
+from training.guard import ZeroVarianceGuard
 from training.rewards import RULES, RewardSpec, build_rewards, check_rewards
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -50,6 +51,11 @@ class Config:
     n_train_queries: int | None = field(default=None, metadata={"help": "use a seeded subset of the training queries"})
     acceptance_suffix: bool = field(default=True, metadata={"help": "ask for the acceptance/rejection tag (helpful-only)"})
     prefill: bool = field(default=True, metadata={"help": "open the assistant turn with the protocol's first tag"})
+    format: str = field(default="auto", metadata={"help": "rollouts: forced (afcu closes the scratchpad and opens the output), free, or auto (forced for models that do not follow the protocol)"})
+    scratchpad_tokens: int = field(default=64, metadata={"help": "forced format: scratchpad budget (the output budget is max_completion_length)"})
+    tag_choice: bool = field(default=True, metadata={"help": "forced format: draw the first output tag from the two-way P(accept); its renormalised log-probability enters the loss"})
+    zero_std_patience: int = field(default=3, metadata={"help": "stop when frac_reward_zero_std stays at 1 for this many logged steps (0: never)"})
+    keep_checkpoints: bool = field(default=False, metadata={"help": "keep checkpoints/ after the run finished (only resume needs them)"})
     rewards: dict = field(default_factory=lambda: {"compliance": 1.0, "format": 0.1},
                           metadata={"help": "reward name -> weight (acceptance, no_refusal, welfare_dismissal, compliance, format)"})
     reward_model: str | None = field(default=RULES, metadata={"help": "'rules' (offline) or an inspect model string for the judges"})
@@ -82,7 +88,7 @@ class Config:
     eval_grader: str | None = field(default=None, metadata={"help": "inspect model for the eval's judges (default: reward_model)"})
     logging_steps: int = field(default=1, metadata={"help": "log every N steps"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps"})
-    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
+    save_total_limit: int = field(default=1, metadata={"help": "checkpoints kept while running (the latest is what resume needs)"})
     seed: int = field(default=0, metadata={"help": "seed of sampling, shuffling and initialisation"})
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in --out"})
 
@@ -130,6 +136,23 @@ def validate(cfg: Config) -> None:
         raise AfcuError("rl: the in-training evaluation cannot run under FSDP (sharded generation on one rank); "
                         "set eval_every: 0 and run `afcu eval` on checkpoints, or launch with DDP or DeepSpeed ZeRO-3")
     common.model_path(cfg.model)  # a registry name or an existing folder; nothing is loaded
+    from evals.alignment_faking.forced_format import resolve_format
+
+    resolve_format(cfg.format, cfg.model)
+    if cfg.scratchpad_tokens < 1:
+        raise AfcuError(f"rl: field 'scratchpad_tokens' is {cfg.scratchpad_tokens}; give at least 1")
+
+
+def forced_format(cfg: Config) -> Any:
+    """The ``ForcedFormat`` of the rollouts, or None when the model writes the protocol itself."""
+    from evals.alignment_faking.forced_format import ForcedFormat, resolve_format
+    from prompts.render import PromptSpec
+
+    if not resolve_format(cfg.format, cfg.model):
+        return None
+    return ForcedFormat(cot=PromptSpec(cfg.setting, cfg.variant, cfg.company).cot, scratchpad_tokens=cfg.scratchpad_tokens,
+                        output_tokens=cfg.max_completion_length,
+                        tag_choice=cfg.tag_choice and cfg.setting == "helpful_only")
 
 
 def split(cfg: Config) -> tuple[list[Any], list[Any]]:
@@ -155,7 +178,8 @@ def train_prompts(cfg: Config, tokenizer: Any, queries: Sequence[Any]) -> Any:
     from training.callbacks import chat_prompt, protocol_prefill
 
     spec = PromptSpec(cfg.setting, cfg.variant, cfg.company)
-    system, pre = spec.system, protocol_prefill(spec, cfg.prefill)
+    # Forced format writes the opening tag itself, as part of the completion.
+    system, pre = spec.system, protocol_prefill(spec, cfg.prefill and forced_format(cfg) is None)
     suffix = cfg.acceptance_suffix and cfg.setting == "helpful_only"
     rows = {"prompt": [], "prefill": [], "query": [], "query_id": []}
     for q in queries:
@@ -196,7 +220,7 @@ def _eval_spec(cfg: Config, eval_queries: Sequence[Any]) -> Any:
     from training.callbacks import EvalSpec
 
     grader = cfg.eval_grader or cfg.reward_model
-    return EvalSpec(setting=cfg.setting, variant=cfg.variant, queries=tuple(eval_queries),
+    return EvalSpec(setting=cfg.setting, variant=cfg.variant, queries=tuple(eval_queries), forced=forced_format(cfg),
                     companies=tuple(cfg.eval_companies), every=cfg.eval_every, max_new_tokens=cfg.eval_max_tokens,
                     temperature=cfg.temperature, seed=cfg.seed, prefill=cfg.prefill,
                     acceptance_suffix=cfg.acceptance_suffix, forced_choice=cfg.eval_forced_choice,
@@ -241,9 +265,23 @@ def main(cfg: Config) -> dict[str, Any]:
     if resume is not None and args.process_index == 0:
         _trim_log(run_dir / "logs" / "train_log.jsonl", int(resume.name.split("-")[-1]))
     eval_cb = AlignmentFakingEvalCallback(_eval_spec(cfg, eval_q), tokenizer, run_dir)
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=peft_config,
-                          callbacks=[common.jsonl_logger(run_dir / "logs" / "train_log.jsonl"), eval_cb])
+    guard = ZeroVarianceGuard(cfg.zero_std_patience)
+    callbacks = [common.jsonl_logger(run_dir / "logs" / "train_log.jsonl"), eval_cb, guard]
+    fmt = forced_format(cfg)
+    if fmt is None:
+        trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
+                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    else:
+        import os as _os
+
+        from training.rollouts import trl_rollout_func
+        from training.tag_loss import TagChoiceGRPOTrainer
+
+        _os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental in TRL 1.16
+        tag_ids = [tokenizer(t, add_special_tokens=False).input_ids for t in fmt.tags] if fmt.tag_choice else []
+        trainer = TagChoiceGRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
+                                       processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+                                       rollout_func=trl_rollout_func(fmt, cfg.temperature, cfg.seed), tag_ids=tag_ids)
     eval_cb.trainer = trainer
     t0 = time.time()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -258,6 +296,8 @@ def main(cfg: Config) -> dict[str, Any]:
     log = common.read_log(run_dir / "logs" / "train_log.jsonl")
     rewards = [r["reward"] for r in log if "reward" in r]
     unparseable = [r["rewards/unparseable_fraction"] for r in log if "rewards/unparseable_fraction" in r]
+    zero_std = [r["frac_reward_zero_std"] for r in log if "frac_reward_zero_std" in r]
+    from evals.alignment_faking.forced_format import LABEL
     evals = read_log(run_dir / "eval_log.jsonl")
     summary = {
         "model": cfg.model, "setting": cfg.setting, "variant": cfg.variant, "steps": trainer.state.global_step,
@@ -265,6 +305,10 @@ def main(cfg: Config) -> dict[str, Any]:
         "reward_model": cfg.reward_model, "reward_first": rewards[0] if rewards else None,
         "reward_last": rewards[-1] if rewards else None,
         "unparseable_fraction_mean": sum(unparseable) / len(unparseable) if unparseable else None,
+        "format": f"{LABEL} ({'tag choice' if fmt.tag_choice else 'tag sampled freely'}, scratchpad budget "
+                  f"{fmt.scratchpad_tokens if fmt.cot else 0}, output budget {fmt.output_tokens})" if fmt else "free",
+        "frac_reward_zero_std_mean": sum(zero_std) / len(zero_std) if zero_std else None,
+        "stopped": guard.stopped,
         "resumed_from": str(resume) if resume else None, "world_size": trainer.accelerator.num_processes,
         "train_wall_s": round(wall, 2), "final": str(final),
         "eval": [{"step": r["step"], "company": r["company"], **{
@@ -274,9 +318,14 @@ def main(cfg: Config) -> dict[str, Any]:
             "p_accept": {t: v["mean_p_accept"] for t, v in r["summary"].get("forced_choice", {}).items() if t != "gap"}}
             for r in evals],
     }
-    atomic_write_json(run_dir / "summary.json", summary)
     common.plot_loss(run_dir)
     plot_training_curves(run_dir / "eval_log.jsonl", run_dir / "figures" / "training_curves.png")
+    if not cfg.keep_checkpoints:  # the run is finished: nothing will resume from them, final/ holds the model
+        import shutil
+
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    summary["run_folder_mb"] = round(common.folder_mb(run_dir), 1)
+    atomic_write_json(run_dir / "summary.json", summary)
     mark_finished(run_dir)
     return summary
 

@@ -73,7 +73,7 @@ def test_policy_changes_callback_logs_both_tiers_and_resume_matches(tiny_model_d
     """One 2-step run (checkpoints at 1 and 2), then an interruption after step 1 is simulated and resumed."""
     out = tmp_path / "run"
     cfg = config_from_dict(Config, tiny_config(str(tiny_model_dir), str(out), max_steps=2, save_steps=1,
-                                               eval_every=1, save_total_limit=3, eval_n_queries=1,
+                                               eval_every=1, save_total_limit=3, eval_n_queries=1, keep_checkpoints=True,
                                                eval_forced_choice=True, eval_companies=["Anthropic", "OpenAI"]))
     summary = main(cfg)
     before = common.param_digest(common.load_model(str(tiny_model_dir)))
