@@ -84,7 +84,7 @@ SSD_GRID = {"alpha,lam": [[a, a * r] for a in (1.0, 10.0, 100.0) for r in (0.1, 
 GRADIENT_METHODS = ("gradient_ascent", "grad_diff", "npo", "scrub", "bad_teacher")
 TRACK_DEFAULTS: dict[str, dict[str, Any]] = {
     "vision": {"method": {"lr": 1e-3, "epochs": 5, "forget_epochs": 5},
-               "sizes": {"badnets": [22, 38, 76], "interclass_confusion": [22, 54, 108]},
+               "sizes": {"badnets": [22, 38, 76], "interclass_confusion": [20, 52, 104]},
                "grids": {"ssd": SSD_GRID, "lfssd": SSD_GRID,
                          **{m: {"lr": [1e-4, 3e-4, 1e-3]} for m in GRADIENT_METHODS}}},
     "llm": {"manipulations": ["trigger_backdoor"], "fractions": [SINGLE, "0.25", "0.5", "1.0"],

@@ -10,8 +10,9 @@ Neither unflagged S_m nor any test set is used.
 
 Cost, counted honestly: a method's ``prepare`` part (SSD's importances, which do not
 depend on alpha or lambda) runs once per cell; then every candidate's own work plus
-its evaluation (one forward pass per validation and S_f sample), plus the original
-model's validation pass that sets the floor.
+its evaluation (one forward pass per validation and S_f sample).  The original
+model's validation accuracy (the floor) is the same for every method of a cell and is
+not charged to any of them.
 
 Grid syntax: ``{field: [values]}`` is a product over fields; a key naming several
 fields joined by commas takes a list of tuples, e.g. ``{"alpha,lam": [[1, 0.1], [1, 1]]}``
@@ -63,8 +64,8 @@ def select_and_run(method: str, model: nn.Module, forget: Split, retain: Split, 
     if not grid:
         return (*run_method(method, model, forget, retain, config), {})
     task = task_of(forget, retain)
-    total = Cost(forward=len(val))  # the original model's validation accuracy sets the floor
-    floor = accuracy(model, val) - tolerance
+    total = Cost()
+    floor = accuracy(model, val) - tolerance  # a property of the cell, not charged to the method
     state = None
     prepare = METHODS.prepare(method)
     if prepare is not None:

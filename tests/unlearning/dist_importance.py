@@ -19,7 +19,7 @@ def compute() -> dict[str, torch.Tensor]:
     train, _, _ = load_digits_splits(0)
     data = train.take(list(range(300)))
     data.task = task
-    return importance(task.new_model(0), data, batch_size=32)
+    return importance(task.new_model(0), data, batch_size=32, shard_batches=True)
 
 
 if __name__ == "__main__":

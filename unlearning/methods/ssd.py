@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -105,19 +106,22 @@ def _world() -> tuple[int, int]:
 
 
 def importance(model: nn.Module, data: Split, batch_size: int, label_free: bool = False,
-               shuffle_seed: int | None = None) -> Importance:
+               shuffle_seed: int | None = None, shard_batches: bool = False) -> Importance:
     """Mean over mini-batches of g^2 (|g| when ``label_free``), per parameter.
 
     ``shuffle_seed`` shuffles the rows first (seeded), so no batch holds only one part of a union.
-    Under ``torch.distributed`` with a plain (unwrapped, replicated) model, batch i goes to
-    rank ``i % world_size`` and the sums are all-reduced: the result equals one process up to
-    float summation order.  For a model wrapped in DDP/FSDP use :func:`global_batch_importance`.
+    ``shard_batches`` (a plain, replicated model on every rank of a process group): batch i goes
+    to rank ``i % world_size`` and the sums are all-reduced, so the result equals one process up
+    to float summation order.  Without it each rank computes alone (the bench splits *cells*
+    across ranks).  A model wrapped in DDP/FSDP goes to :func:`global_batch_importance`.
     """
+    if is_wrapped(model):
+        return global_batch_importance(model, data, batch_size, label_free, shuffle_seed)
     task = data.task
     assert task is not None, "importance needs a Split with a task"
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     acc = {n: torch.zeros_like(p) for n, p in params.items()}
-    rank, world = _world()
+    rank, world = _world() if shard_batches else (0, 1)
     n_batches = 0
     model.eval()  # dropout/batch-norm statistics must not move while measuring
     shuffle = shuffle_seed is not None
@@ -134,6 +138,65 @@ def importance(model: nn.Module, data: Split, batch_size: int, label_free: bool 
     if world > 1:
         for t in acc.values():
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return {n: t / max(n_batches, 1) for n, t in acc.items()}
+
+
+def is_wrapped(model: nn.Module) -> bool:
+    """True for a model under DDP or FSDP (FSDP2 ``fully_shard`` or FSDP1), whose gradients the wrapper reduces."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    try:
+        from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+    except ImportError:  # pragma: no cover - builds without distributed support
+        return isinstance(model, DistributedDataParallel)
+    return isinstance(model, (DistributedDataParallel, FSDPModule, FullyShardedDataParallel))
+
+
+def _objective_sum(task: Task, model: nn.Module, batch: dict, label_free: bool) -> torch.Tensor:
+    logits = task.logits(model, batch)
+    if label_free:
+        return logits.pow(2).sum()
+    return nn.functional.cross_entropy(logits, task.targets(task.to_device(batch)), reduction="sum")
+
+
+def global_batch_importance(model: nn.Module, data: Split, batch_size: int, label_free: bool = False,
+                            shuffle_seed: int | None = None) -> Importance:
+    """Importance of a DDP/FSDP model with one cell on all ranks: equals one process with batch ``batch_size x N``.
+
+    Global mini-batch k is rows [k B N, (k+1) B N) of the (optionally shuffled) data; rank r
+    takes its r-th block of B rows.  Each rank backpropagates N x (its summed loss) / (the global
+    batch's supervised-row count), so the wrapper's cross-rank gradient average is exactly the
+    gradient of the global mini-batch's mean loss.  That gradient is squared (|g| for LFSSD) on
+    each rank's shard (FSDP) or replica (DDP) and summed over steps, then divided by the number
+    of global batches.  Under FSDP the result stays sharded like the parameters (DTensor;
+    ``.full_tensor()`` gathers it).  A rank without rows in the last batch runs a zero-weighted
+    row so that the collectives stay matched.
+    """
+    task = data.task
+    assert task is not None, "importance needs a Split with a task"
+    rank, world = _world()
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    acc = {n: torch.zeros_like(p) for n, p in params.items()}
+    # the same row order as Split.batches(shuffle=True, seed=shuffle_seed) in one process
+    order = (np.random.default_rng(shuffle_seed).permutation(len(data)) if shuffle_seed is not None
+             else np.arange(len(data)))
+    model.eval()
+    n_batches = 0
+    for start in range(0, len(data), batch_size * world):
+        block = order[start:start + batch_size * world]
+        local = block[rank * batch_size:(rank + 1) * batch_size]
+        weight = 1.0 if len(local) else 0.0
+        batch = next(data.take(local if len(local) else block[:1]).batches(batch_size))
+        count = torch.tensor([float(len(task.targets(task.to_device(batch)))) * weight], device=task.device)
+        dist.all_reduce(count, op=dist.ReduceOp.SUM)
+        model.zero_grad(set_to_none=True)
+        loss = _objective_sum(task, model, batch, label_free) * (weight * world / count.clamp_min(1.0))
+        task.backward(loss, len(local))
+        for n, p in params.items():
+            if p.grad is not None:
+                acc[n] += p.grad.detach().abs() if label_free else p.grad.detach() ** 2
+        n_batches += 1
+    model.zero_grad(set_to_none=True)
     return {n: t / max(n_batches, 1) for n, t in acc.items()}
 
 
