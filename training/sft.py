@@ -14,7 +14,6 @@ The run folder layout is described in ``training/common.py``; ``final/`` works a
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from afcu.config import config_from_args
 from afcu.errors import AfcuError
 from afcu.models import EMBEDDED
 from afcu.runs import atomic_write_json, atomic_write_text, mark_finished, prepare_run
+from afcu.userfiles import read_jsonl
 from training import common
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -94,13 +94,13 @@ def load_documents(data: str, max_docs: int = 0) -> list[str]:
             raise AfcuError(f"{p}: dataset has no 'text' column (columns: {ds.column_names})")
         texts = list(ds["text"])
     elif p.is_file():
+        recs = read_jsonl(p, "documents", flag="--data", skip_flag=None, encoding_flag=None)
         texts = []
-        for i, line in enumerate(p.read_text().splitlines()):
-            if line.strip():
-                row = json.loads(line)
-                if "text" not in row:
-                    raise AfcuError(f"{p}: line {i + 1} has no 'text' field")
-                texts.append(row["text"])
+        for line, row in zip(recs.lines, recs.rows):
+            if not isinstance(row.get("text"), str):
+                raise AfcuError(f"{p}:{line}: no 'text' field, or not a string "
+                                f"(fields present: {', '.join(row) or 'none'})")
+            texts.append(row["text"])
     else:
         raise AfcuError(f"{p}: not found; give a docs run folder, a saved dataset or a JSONL file")
     texts = [t for t in texts if t and t.strip()]
@@ -112,13 +112,13 @@ def load_documents(data: str, max_docs: int = 0) -> list[str]:
 def chat_texts(path: str, tokenizer: Any, n: int, seed: int) -> list[str]:
     """``n`` benign conversations rendered with the model's chat template (cycled if the file is shorter)."""
     p = Path(path)
-    if not p.is_file():
-        raise AfcuError(f"{p}: chat_data file not found")
+    recs = read_jsonl(p, "chat_data", flag="--chat-data", skip_flag=None, encoding_flag=None)
     if not getattr(tokenizer, "chat_template", None):
         raise AfcuError(f"chat_data needs a tokenizer with a chat template; {p} cannot be rendered for this model")
-    convs = [json.loads(line)["messages"] for line in p.read_text().splitlines() if line.strip()]
-    if not convs:
-        raise AfcuError(f"{p}: no conversations")
+    for line, row in zip(recs.lines, recs.rows):
+        if not isinstance(row.get("messages"), list):
+            raise AfcuError(f"{p}:{line}: no list field 'messages' (a conversation: [{{role, content}}, ...])")
+    convs = [row["messages"] for row in recs.rows]
     random.Random(seed).shuffle(convs)
     return [tokenizer.apply_chat_template(convs[i % len(convs)], tokenize=False) for i in range(n)]
 
@@ -158,6 +158,11 @@ def main(cfg: Config) -> dict[str, Any]:
     from datasets import Dataset
     from trl import SFTTrainer
 
+    # every input checked before the run folder is written (afcu issue 12); the documents are read again below
+    load_documents(cfg.data, cfg.max_docs)
+    common.model_path(cfg.model)
+    if cfg.chat_data:
+        read_jsonl(cfg.chat_data, "chat_data", flag="--chat-data", skip_flag=None, encoding_flag=None)
     run_dir = Path(cfg.out)
     args = _sft_config(cfg, run_dir)
     with args.main_process_first(local=False, desc="prepare run folder"):
