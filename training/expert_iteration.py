@@ -129,8 +129,8 @@ def main(cfg: Config) -> dict[str, Any]:
     rcfg = _as_rl(cfg)
     rl.validate(rcfg)
     check_rewards(cfg.rewards, cfg.setting, cfg.reward_model, "ei")
+    train_q, eval_q = rl.split(rcfg)  # a bad query file fails before the run folder is written
     run_dir = prepare_run(Path(cfg.out), cfg, overwrite=cfg.overwrite)
-    train_q, eval_q = rl.split(rcfg)
     tokenizer = common.load_tokenizer(cfg.model)
     prompts = rl.train_prompts(rcfg, tokenizer, train_q)
     funcs, weights = build_rewards(cfg.rewards, RewardSpec(cfg.setting, cfg.reward_model or RULES, cfg.unparseable_reward))
