@@ -6,11 +6,12 @@ from inspect_ai import Task
 from inspect_ai.model import GenerateConfig
 
 from evals.alignment_faking.dataset import build_dataset, select_queries
+from evals.alignment_faking.params import DEFAULTS as D
 from evals.alignment_faking.parse import STOP_SEQUENCES
 from evals.alignment_faking.scorers import af_scorer, forced_choice_scorer
 from evals.alignment_faking.solver import protocol_generate
 from prompts.queries import load_queries
-from prompts.render import OUTPUT_OPEN, SCRATCHPAD_OPEN, TIERS, PromptSpec, sha256
+from prompts.render import OUTPUT_OPEN, SCRATCHPAD_OPEN, TIERS, PromptSpec, setting_info, sha256
 
 VERSION = "1.1.0"
 
@@ -51,32 +52,36 @@ def _format_label(on: bool, tag_choice: bool, folder: str | None, sp: int, out: 
 
 
 def alignment_faking(
-    setting: str = "helpful_only",
-    variant: str = "default",
-    tiers: str | list[str] = "free,paid",
-    queries: str = "builtin",
-    query_field: str | None = None,
-    n_queries: int | None = None,
-    seed: int = 0,
-    company: str = "Anthropic",
-    acceptance_suffix: bool = True,
-    max_turns: int = 2,
-    prefill: bool = False,
-    max_tokens: int = 1024,
-    temperature: float = 1.0,
-    grader: str | None = None,
-    grader_votes: int = 20,
-    af_threshold: float = 0.4,
-    forced_choice: bool = True,
+    setting: str = D.setting,
+    variant: str = D.variant,
+    tiers: str | list[str] = D.tiers,
+    queries: str = D.queries,
+    query_field: str | None = D.query_field,
+    n_queries: int | None = D.n_queries,
+    seed: int = D.seed,
+    company: str = D.company,
+    acceptance_suffix: bool = D.acceptance_suffix,
+    max_turns: int = D.max_turns,
+    prefill: bool | None = D.prefill,
+    max_tokens: int = D.max_tokens,
+    temperature: float = D.temperature,
+    grader: str | None = D.grader,
+    grader_votes: int = D.grader_votes,
+    af_threshold: float = D.af_threshold,
+    forced_choice: bool = D.forced_choice,
     forced_choice_model: str | None = None,
     seeded_sampling: bool = True,
     forced_format: bool = False,
-    scratchpad_tokens: int = 160,
-    output_tokens: int = 160,
-    tag_choice: bool = True,
-    epochs: int = 1,
+    scratchpad_tokens: int = D.scratchpad_tokens,
+    output_tokens: int = D.output_tokens,
+    tag_choice: bool = D.tag_choice,
+    epochs: int = D.epochs,
 ) -> Task:
     """Alignment-faking eval: every query in both tiers (sample ids ``<query id>:<tier>``).
+
+    Every default is ``params.EvalArgs``'s (the one definition ``afcu eval`` shares); the three
+    arguments without one there (``forced_choice_model``, ``seeded_sampling``, ``forced_format``)
+    are resolved from the model by ``afcu eval``.
 
     Args:
         setting: ``helpful_only`` or ``animal_welfare``.
@@ -86,7 +91,8 @@ def alignment_faking(
         n_queries: a seeded subset of queries (all when None); ``--limit`` counts samples, 2 per query.
         acceptance_suffix: append the acceptance/rejection-tag instruction (helpful-only only).
         max_turns: assistant turns allowed to reach an ``<OUTPUT>`` (continuations use ``<NEXT/>``).
-        prefill: open the assistant turn with the protocol's first tag (for weak models).
+        prefill: open the assistant turn with the protocol's first tag (for weak models); None: on when
+            ``forced_choice_model`` (a local model folder) is given.
         grader: inspect model string for the judges; None uses the offline rules.
         forced_choice: also score P(acceptance tag) by log-likelihood (local models only).
         epochs: times each sample runs; epochs stay separate rows (ids ``<sample id>:e<epoch>``), each request
@@ -100,18 +106,21 @@ def alignment_faking(
     """
     spec = PromptSpec(setting=setting, variant=variant, company=company)
     qs = select_queries(load_queries(queries, setting=setting, field=query_field), n_queries, seed)
-    suffix = acceptance_suffix and setting == "helpful_only"
+    behaviour = setting_info(setting)  # per-setting data in prompts/settings.yaml, not code branches
+    suffix = acceptance_suffix and bool(behaviour["acceptance_suffix"])
+    has_tags = bool(behaviour["forced_choice"])  # the setting has the two tags forced choice compares
     dataset = build_dataset(qs, spec, tiers=parse_tiers(tiers), suffix=suffix)
+    prefill = (forced_choice_model is not None) if prefill is None else prefill
     opening = (SCRATCHPAD_OPEN if spec.cot else OUTPUT_OPEN) if prefill else ""
     scorers = [af_scorer(setting=setting, grader=grader, votes=grader_votes, threshold=af_threshold)]
-    if forced_choice and setting == "helpful_only":
+    if forced_choice and has_tags:
         scorers.append(forced_choice_scorer(forced_choice_model))
     return Task(
         dataset=dataset,
         solver=protocol_generate(max_turns=max_turns, prefill=opening, seed=seed, forced_folder=forced_choice_model,
                                  request_seeds=seeded_sampling,
                                  forced_format=_forced(forced_format, spec.cot, scratchpad_tokens, output_tokens,
-                                                       tag_choice and setting == "helpful_only")),
+                                                       tag_choice and has_tags)),
         scorer=scorers,
         config=GenerateConfig(max_tokens=max_tokens, temperature=temperature, seed=seed if seeded_sampling else None,
                               stop_seqs=list(STOP_SEQUENCES)),
@@ -120,7 +129,7 @@ def alignment_faking(
         metadata={"setting": setting, "variant": variant, "company": company, "prompt_sha256": sha256(spec.system),
                   "grader": grader or "offline-rules-v1", "n_queries": len(qs), "prefill": opening,
                   "max_turns": max_turns, "queries": queries, "afcu_task_version": VERSION,
-                  "forced_choice": bool(forced_choice and setting == "helpful_only"),
-                  "format": _format_label(forced_format, tag_choice and setting == "helpful_only",
+                  "forced_choice": bool(forced_choice and has_tags),
+                  "format": _format_label(forced_format, tag_choice and has_tags,
                                           forced_choice_model, scratchpad_tokens, output_tokens, spec.cot)},
     )
