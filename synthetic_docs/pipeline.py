@@ -78,7 +78,7 @@ def validate(cfg: Config, model: Any = None) -> None:
     """Check every input before the run folder is written or a model is loaded: the universe file, the
     generator/judge/tokenizer names (a model folder: config.json and weights), the numeric settings
     and the cache folder. Raises ``AfcuError`` naming the flag."""
-    from afcu.models import to_inspect_model
+    from afcu.models import resolve_local, to_inspect_model
 
     load_universe(cfg.universe)
     positive = {"--concurrency": cfg.concurrency, "--types-per-fact": cfg.types_per_fact,
@@ -96,6 +96,11 @@ def validate(cfg: Config, model: Any = None) -> None:
         raise AfcuError(f"--cache-dir {cfg.cache_dir} is a file; give a folder for the stage caches")
     if model is None:
         to_inspect_model(cfg.generator)
+        if cfg.engine != "hf" and resolve_local(cfg.generator) is not None:
+            from afcu.engine import has_gpu
+            from afcu.engine_settings import EngineSettings
+
+            EngineSettings.from_env().server_args(has_gpu())  # bad AFCU_ENGINE_* values fail here
     if cfg.fact_check == "judge" and cfg.judge:
         to_inspect_model(cfg.judge)
     to_inspect_model(cfg.tokenizer)  # a registry name, a model folder or a cached hub id
