@@ -9,7 +9,7 @@ examples: exact one-sided McNemar test (protected model wrong where the clean on
 test images); for taggants: the ownership test on the model trained on the signed data
 (``p_value_clean``: the same test on the clean model); ``taggants_fpr`` rows: false-positive rate over
 ``taggants.n_clean_models`` clean models.  Output: results.csv, perturbations/ (cached noise),
-summary.json, figures/.  An unfinished run resumes (finished rows are skipped).
+summary.json, table.md, figures/.  An unfinished run resumes (finished rows are skipped).
 """
 
 from __future__ import annotations
@@ -266,7 +266,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for col in ("linf", "pixel_frac", "clean_acc", "protected_acc", "p_value", "p_value_clean", "fpr",
                     "n_models", "time_s"):
             vals = [float(r[col]) for r in rs if r.get(col) not in (None, "")]
-            if vals:
+            if vals and col.startswith("p_value"):  # median over seeds, 3 significant digits (no rounding to 0)
+                entry[col] = float(f"{np.median(vals):.3g}")
+            elif vals:
                 entry[col] = round(float(np.mean(vals)), 4)
                 if col in ("clean_acc", "protected_acc"):
                     entry[col + "_std"] = round(float(np.std(vals)), 4)
@@ -329,7 +331,30 @@ def plot(run_dir: str | Path) -> list[str]:
         plt.close(fig)
         figs.append(str(path))
     atomic_write_json(run_dir / "summary.json", {"summary": summary, "n_rows": len(rows), "figures": figs})
+    atomic_write_text(run_dir / "table.md", markdown_table(summary))
     return figs
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The README table: one line per (method, eps, labelling), means (std) over seeds."""
+    lines = ["| method | eps | attacker labels | clean-data acc | protected-data acc | L-inf | pixels changed "
+             "| p-value (median) | n seeds |", "|---|---|---|---|---|---|---|---|---|"]
+    for s in summary.values():
+        if s["method"] == "taggants_fpr":
+            continue
+        eps = f"{float(s['eps']) * 255:.0f}/255" if s["eps"] not in ("", "0") else "0"
+        p = s.get("p_value", "")
+        lines.append(f"| {s['method']} | {eps} | {s['labelling']} | {s['clean_acc']:.3f} ({s['clean_acc_std']:.3f}) "
+                     f"| {s['protected_acc']:.3f} ({s['protected_acc_std']:.3f}) | {s.get('linf', 0):.3f} "
+                     f"| {s.get('pixel_frac', 0):.3f} | {p if p != '' else ''} | {s['n_seeds']} |")
+    tag = [s for s in summary.values() if s["method"] == "taggants"]
+    fpr = [s for s in summary.values() if s["method"] == "taggants_fpr"]
+    if tag and fpr:
+        lines += ["", f"Taggants: detection power (signed-data models with p <= alpha) {tag[0]['power']:.2f} over "
+                  f"{tag[0]['n_seeds']} seed(s); false positives of the seed's clean model "
+                  f"{tag[0]['false_positives_on_clean']:.2f}; empirical FPR over {int(fpr[0]['n_models'])} clean "
+                  f"models with fresh keys {fpr[0]['fpr']:.3f} (mean over {fpr[0]['n_seeds']} seed(s))."]
+    return "\n".join(lines) + "\n"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
