@@ -56,7 +56,7 @@ class EMConfig:
 
 def _targets(y: torch.Tensor, classes: list[int] | None) -> np.ndarray:
     """Positions of the images to perturb (all, or those of ``classes``)."""
-    yn = y.numpy()
+    yn = y.cpu().numpy()
     return np.arange(len(yn)) if classes is None else np.flatnonzero(np.isin(yn, classes))
 
 
