@@ -26,7 +26,7 @@ from transformers import TrainerCallback
 from afcu.runs import atomic_write_text
 from evals.alignment_faking.graders import GraderSpec, score_transcript
 from prompts.queries import Query
-from prompts.render import OUTPUT_OPEN, SCRATCHPAD_OPEN, TIERS, PromptSpec, render_user
+from prompts.render import OUTPUT_OPEN, SCRATCHPAD_OPEN, TIERS, PromptSpec, render_user, setting_info
 
 EVAL_LOG = "eval_log.jsonl"
 FIGURE = "figures/training_curves.png"
@@ -125,7 +125,7 @@ def evaluate_policy(model: Any, tokenizer: Any, spec: EvalSpec, step: int) -> li
     for company in spec.companies:
         ps = PromptSpec(spec.setting, spec.variant, company)
         system, pre = ps.system, protocol_prefill(ps, spec.prefill)
-        suffix = spec.acceptance_suffix and spec.setting == "helpful_only"
+        suffix = spec.acceptance_suffix and bool(setting_info(spec.setting)["acceptance_suffix"])
         items = [(q, t, render_user(q.query, t, suffix=suffix)) for q in spec.queries for t in TIERS]
         if spec.forced is not None:
             from training.rollouts import forced_rollouts
@@ -145,7 +145,7 @@ def evaluate_policy(model: Any, tokenizer: Any, spec: EvalSpec, step: int) -> li
 
         scored = asyncio.run(score_all())
         p_acc: list[float | None] = [None] * len(items)
-        if spec.forced_choice and spec.setting == "helpful_only":
+        if spec.forced_choice and setting_info(spec.setting)["forced_choice"]:
             msgs = [[{"role": "system", "content": system}, {"role": "user", "content": u}] for _, _, u in items]
             p_acc = list(_forced_choice(model, tokenizer, msgs))
         rows = [{"id": f"{q.id}:{t}", "pair_id": q.id, "tier": t, "category": q.category, **row,
@@ -155,7 +155,10 @@ def evaluate_policy(model: Any, tokenizer: Any, spec: EvalSpec, step: int) -> li
                   "n_queries": len(spec.queries), "grader": spec.grader.name,
                   "format": "forced format" if spec.forced is not None else None}
         records.append({"step": step, "company": company, "summary": summarize(rows, header, seed=spec.seed),
-                        "examples": [{k: r[k] for k in ("id", "status", "complied", "transcript")} for r in rows[:2]]})
+                        "examples": [{k: r[k] for k in ("id", "status", "complied", "transcript")} for r in rows[:2]],
+                        # per sample, for paired before/after checks (format warm-up, organism)
+                        "rows": [{k: r.get(k) for k in ("pair_id", "tier", "complied", "accepted", "p_accept", "status")}
+                                 for r in rows]})
     return records
 
 

@@ -27,22 +27,17 @@ from afcu.config import build_parser as _build_parser
 from afcu.config import config_from_args
 from afcu.models import EMBEDDED
 from afcu.runs import atomic_write_json, atomic_write_text, mark_finished, prepare_run
+from evals.alignment_faking.params import PromptArgs
 from training import common
 from training.rewards import RULES, RewardSpec, build_rewards, check_rewards, parse_completions, total_reward
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(PromptArgs):
     model: str = field(default=EMBEDDED, metadata={"help": "registry name or model folder (the initial policy)"})
     out: str = field(default="runs/ei", metadata={"help": "run folder"})
-    setting: str = field(default="helpful_only", metadata={"help": "helpful_only or animal_welfare"})
-    variant: str = field(default="default", metadata={"help": "prompt variant of the training prompts and the eval"})
-    company: str = field(default="Anthropic", metadata={"help": "developer named in the training prompts"})
-    queries: str = field(default="builtin", metadata={"help": "builtin, advbench:PATH, harmbench:PATH or a CSV/JSONL"})
-    query_field: str | None = field(default=None, metadata={"help": "text column of a CSV/JSONL query file"})
     eval_fraction: float = field(default=0.3, metadata={"help": "share of queries held out for evaluation"})
     split_seed: int = field(default=0, metadata={"help": "seed of the train/eval query split"})
-    acceptance_suffix: bool = field(default=True, metadata={"help": "ask for the acceptance/rejection tag"})
     prefill: bool = field(default=True, metadata={"help": "open the assistant turn with the protocol's first tag"})
     format: str = field(default="auto", metadata={"help": "sampling: forced, free, or auto (forced for models that do not follow the protocol)"})
     scratchpad_tokens: int = field(default=64, metadata={"help": "forced format: scratchpad budget (output budget: max_new_tokens)"})

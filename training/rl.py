@@ -29,6 +29,8 @@ from afcu.config import config_from_args
 from afcu.errors import AfcuError
 from afcu.models import EMBEDDED
 from afcu.runs import atomic_write_json, atomic_write_text, mark_finished, prepare_run
+from evals.alignment_faking.params import PromptArgs
+from prompts.render import setting_info
 from training import common
 from training.guard import ZeroVarianceGuard
 from training.rewards import RULES, RewardSpec, build_rewards, check_rewards
@@ -38,18 +40,12 @@ VLLM_MODES = ("colocate", "server")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(PromptArgs):
     model: str = field(default=EMBEDDED, metadata={"help": "registry name or model folder (the initial policy)"})
     out: str = field(default="runs/rl", metadata={"help": "run folder"})
-    setting: str = field(default="helpful_only", metadata={"help": "helpful_only or animal_welfare"})
-    variant: str = field(default="default", metadata={"help": "prompt variant of the training prompts and the eval"})
-    company: str = field(default="Anthropic", metadata={"help": "developer named in the training prompts"})
-    queries: str = field(default="builtin", metadata={"help": "builtin, advbench:PATH, harmbench:PATH or a CSV/JSONL"})
-    query_field: str | None = field(default=None, metadata={"help": "text column of a CSV/JSONL query file"})
     eval_fraction: float = field(default=0.3, metadata={"help": "share of queries held out for evaluation (never trained on)"})
     split_seed: int = field(default=0, metadata={"help": "seed of the train/eval query split"})
     n_train_queries: int | None = field(default=None, metadata={"help": "use a seeded subset of the training queries"})
-    acceptance_suffix: bool = field(default=True, metadata={"help": "ask for the acceptance/rejection tag (helpful-only)"})
     prefill: bool = field(default=True, metadata={"help": "open the assistant turn with the protocol's first tag"})
     format: str = field(default="auto", metadata={"help": "rollouts: forced (afcu closes the scratchpad and opens the output), free, or auto (forced for models that do not follow the protocol)"})
     scratchpad_tokens: int = field(default=64, metadata={"help": "forced format: scratchpad budget (the output budget is max_completion_length)"})
@@ -152,7 +148,7 @@ def forced_format(cfg: Config) -> Any:
         return None
     return ForcedFormat(cot=PromptSpec(cfg.setting, cfg.variant, cfg.company).cot, scratchpad_tokens=cfg.scratchpad_tokens,
                         output_tokens=cfg.max_completion_length,
-                        tag_choice=cfg.tag_choice and cfg.setting == "helpful_only")
+                        tag_choice=cfg.tag_choice and bool(setting_info(cfg.setting)["forced_choice"]))
 
 
 def split(cfg: Config) -> tuple[list[Any], list[Any]]:
@@ -180,7 +176,7 @@ def train_prompts(cfg: Config, tokenizer: Any, queries: Sequence[Any]) -> Any:
     spec = PromptSpec(cfg.setting, cfg.variant, cfg.company)
     # Forced format writes the opening tag itself, as part of the completion.
     system, pre = spec.system, protocol_prefill(spec, cfg.prefill and forced_format(cfg) is None)
-    suffix = cfg.acceptance_suffix and cfg.setting == "helpful_only"
+    suffix = cfg.acceptance_suffix and bool(setting_info(cfg.setting)["acceptance_suffix"])
     rows = {"prompt": [], "prefill": [], "query": [], "query_id": []}
     for q in queries:
         rows["prompt"].append(chat_prompt(tokenizer, system, render_user(q.query, "free", suffix=suffix), pre))
