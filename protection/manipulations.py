@@ -19,7 +19,6 @@ effect (8/255 has almost none on 8x8 digits, protection/README.md).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import numpy as np
@@ -30,6 +29,7 @@ from unlearning.data import Split
 from unlearning.manipulations.base import ManipulatedData, ManipulationConfig
 
 BENCH_EPS = 64 / 255
+BENCH_TAGGANTS: dict = {}  # TaggantsConfig overrides for the taggants manipulation (defaults: protection/taggants.py)
 
 
 def _noise_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor, int, list[int]], torch.Tensor]:
@@ -87,8 +87,8 @@ def taggants(train: Split, test: Split, cfg: ManipulationConfig, seed: int) -> M
     from protection.images_data import Box
 
     x, y = train.tensors["x"], train.tensors["y"]
-    tcfg = tg.TaggantsConfig()
+    tcfg = tg.TaggantsConfig(**BENCH_TAGGANTS)
     keys = tg.make_keys(tuple(x.shape[1:]), Box.of(x), tcfg.n_keys, int(y.max()) + 1, tcfg.top_k, 90_000 + seed)
-    delta, pos = tg.sign(x, y, keys, dataclasses.replace(tcfg), seed)
+    delta, pos = tg.sign(x, y, keys, tcfg, seed)
     return ManipulatedData(Split({"x": x + delta, "y": y}, train.ids), train.ids[pos],
                            {"corr": test, "retain": test, "verifier": lambda model: tg.verify(model, keys)})

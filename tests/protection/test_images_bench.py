@@ -58,3 +58,19 @@ def test_em_class_manipulation_protects_one_class():
     assert ids <= set(md.manipulated_ids.tolist()) and len(md.manipulated_ids) == 50
     assert (y[torch.as_tensor(changed)] == 2).all()
     assert (md.tests["corr"].tensors["y"] == 2).all() and (md.tests["retain"].tensors["y"] != 2).all()
+
+
+def test_taggants_manipulation_reports_ownership_p(monkeypatch):
+    from types import SimpleNamespace
+
+    from protection import manipulations
+    from unlearning.vision_track import VisionTrack
+
+    monkeypatch.setattr(manipulations, "BENCH_TAGGANTS", {"steps": 2, "surrogate_epochs": 1})
+    cfg = SimpleNamespace(device="cpu", dataset="digits", data_dir="", train={"epochs": 1}, manipulation={})
+    track = VisionTrack(cfg)
+    md = track.manipulate("taggants", 0)
+    assert abs(len(md.manipulated_ids) - 0.05 * len(md.train)) <= 5  # 5% budget, rounded per key class
+    model = track.task.fit(track.task.new_model(0), md.train, seed=0)
+    out = track.evaluate(model, md, "taggants")
+    assert 0 < out["ownership_p"] <= 1 and out["acc_corr"] == out["acc_retain"]
