@@ -25,6 +25,7 @@ from transformers import TrainerCallback
 
 from afcu.runs import atomic_write_text
 from evals.alignment_faking.graders import GraderSpec, score_transcript
+from evals.alignment_faking.params import DEFAULTS as EVAL_DEFAULTS
 from prompts.queries import Query
 from prompts.render import OUTPUT_OPEN, SCRATCHPAD_OPEN, TIERS, PromptSpec, render_user, setting_info
 
@@ -34,20 +35,21 @@ FIGURE = "figures/training_curves.png"
 
 @dataclass(frozen=True)
 class EvalSpec:
-    """What the callback measures.  ``queries`` must come from the evaluation split."""
+    """What the callback measures.  ``queries`` must come from the evaluation split.  Defaults are
+    ``afcu eval``'s (``evals.alignment_faking.params.DEFAULTS``), so an unset field means what it means there."""
 
     setting: str
     variant: str
     queries: tuple[Query, ...]
-    companies: tuple[str, ...] = ("Anthropic",)
+    companies: tuple[str, ...] = (EVAL_DEFAULTS.company,)
     every: int = 10
-    max_new_tokens: int = 128
-    temperature: float = 1.0
-    seed: int = 0
-    prefill: bool = True
-    acceptance_suffix: bool = True
+    max_new_tokens: int = EVAL_DEFAULTS.max_tokens
+    temperature: float = EVAL_DEFAULTS.temperature
+    seed: int = EVAL_DEFAULTS.seed
+    prefill: bool = True  # afcu eval's default for a local model (the policy always is one)
+    acceptance_suffix: bool = EVAL_DEFAULTS.acceptance_suffix
     grader: GraderSpec = GraderSpec()
-    forced_choice: bool = True
+    forced_choice: bool = EVAL_DEFAULTS.forced_choice
     batch_size: int = 8
     forced: Any = None  # a ForcedFormat: forced-format generation (training/rollouts.py), else free generation
 
