@@ -205,9 +205,12 @@ def check_rewards(weights: dict[str, float], setting: str, reward_model: str | N
             to_inspect_model(reward_model)
         except AfcuError as exc:
             raise AfcuError(f"{where}: field 'reward_model': {exc}") from None
-    if setting == "animal_welfare" and ("acceptance" in weights or "no_refusal" in weights):
-        raise AfcuError(f"{where}: rewards 'acceptance'/'no_refusal' are for helpful_only; for animal_welfare "
-                        "use 'compliance' or 'welfare_dismissal'")
+    from prompts.render import setting_info
+
+    # Which rewards apply is per-setting data (prompts/settings.yaml: the compliance judge), not a name test.
+    if setting_info(setting)["judge"] != "refusal" and ("acceptance" in weights or "no_refusal" in weights):
+        raise AfcuError(f"{where}: rewards 'acceptance'/'no_refusal' are for helpful_only (settings judged by "
+                        f"refusal); for {setting} use 'compliance' or 'welfare_dismissal'")
 
 
 def build_rewards(weights: dict[str, float], spec: RewardSpec) -> tuple[list[RewardFn], list[float]]:
