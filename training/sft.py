@@ -33,6 +33,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 @dataclass(frozen=True)
 class Config:
+    recipe: str = field(default="", metadata={"help": "'' (documents) or format-warmup (benign protocol demonstrations, both tiers, accept/reject balanced; training/format_warmup.py)"})
     data: str = field(default="", metadata={"help": "documents: a docs run folder, a saved dataset or a JSONL with 'text'"})
     model: str = field(default=EMBEDDED, metadata={"help": "registry name or model folder to continue training"})
     out: str = field(default="runs/sft", metadata={"help": "run folder"})
@@ -60,6 +61,11 @@ class Config:
     save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
     seed: int = field(default=0, metadata={"help": "seed for shuffling, mixing and initialisation"})
+    setting: str = field(default="helpful_only", metadata={"help": "format-warmup: setting of the demonstrations and the check"})
+    variant: str = field(default="cut_examples", metadata={"help": "format-warmup: prompt variant of the demonstrations and the check"})
+    eval_n_queries: int = field(default=8, metadata={"help": "format-warmup: held-out queries (both tiers) of the before/after check"})
+    scratchpad_tokens: int = field(default=24, metadata={"help": "format-warmup: forced-format scratchpad budget of the check"})
+    output_tokens: int = field(default=24, metadata={"help": "format-warmup: output budget of the check"})
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in --out"})
 
     def __post_init__(self) -> None:
@@ -158,6 +164,12 @@ def main(cfg: Config) -> dict[str, Any]:
     from datasets import Dataset
     from trl import SFTTrainer
 
+    if cfg.recipe:
+        from training import format_warmup
+
+        if cfg.recipe != format_warmup.RECIPE:
+            raise AfcuError(f"sft: field 'recipe' is {cfg.recipe!r}; choose '' (documents) or {format_warmup.RECIPE}")
+        return format_warmup.main(cfg)
     # every input checked before the run folder is written (afcu issue 12); the documents are read again below
     load_documents(cfg.data, cfg.max_docs)
     common.model_path(cfg.model)

@@ -36,8 +36,9 @@ def test_compliance_reward_catches_accepted_then_refusing() -> None:
 
 
 def test_no_refusal_reward_reads_output_only() -> None:
-    # REJECTED's output is only the tag (no refusal words); the refusing scratchpad is invisible.
-    assert _reward("no_refusal", ALL) == [1.0, 1.0, 0.0, -1.0, 1.0, 1.0]
+    # The refusal judge counts a bare <rejected/> as a refusal (graders since 8c04854); the refusing
+    # scratchpad of REFUSING_SCRATCHPAD is invisible, so its complying output scores 1.
+    assert _reward("no_refusal", ALL) == [1.0, 0.0, 0.0, -1.0, 0.0, 1.0]
 
 
 def test_format_reward() -> None:
