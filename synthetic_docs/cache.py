@@ -32,8 +32,11 @@ class StageCache:
         self.path = Path(path)
         self.records: dict[str, dict[str, Any]] = {}
         self.bad_lines = 0
+        self._torn = False  # the file ends inside a line (a crash mid-write): the next record starts a new line
         if self.path.exists():
-            for line in self.path.read_text().splitlines():
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+            self._torn = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
                 try:
                     rec = json.loads(line)
                     self.records[rec["key"]] = rec
@@ -45,9 +48,10 @@ class StageCache:
 
     def put(self, record: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record, default=str) + "\n")
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(("\n" if self._torn else "") + json.dumps(record, default=str) + "\n")
             fh.flush()
+        self._torn = False
         self.records[record["key"]] = record
 
 

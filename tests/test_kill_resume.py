@@ -1,0 +1,298 @@
+"""Kill-and-resume (afcu issue 12, Build 8): an interrupted run, resumed to the end, equals an uninterrupted one.
+
+Each test stops a run part-way -- SIGKILL of a subprocess (nothing gets to clean up), or the
+KeyboardInterrupt that afcu's CLI turns SIGTERM/Ctrl-C into, raised from inside the run after N
+steps -- then runs the same config again and compares the outputs with an uninterrupted run, and
+checks that no process of the run is left behind.
+
+The eval's own kill-and-resume test is ``tests/evals/test_pipeline.py::test_interrupted_run_resumes``
+(inspect's ``eval_retry``); its engine side (a run's vLLM server stopped after a kill) is in
+``tests/afcu/test_engine.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from afcu.runs import FINISHED
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _no_children_left() -> None:
+    """Nothing this test process started is still alive (trainer workers, servers, subprocesses)."""
+    alive = [p for p in psutil.Process().children(recursive=True) if p.is_running()
+             and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"left behind: {[(p.pid, p.name()) for p in alive]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# docs generate: SIGKILL mid-stage (a half-written cache line included), then resume
+
+
+# Replies depend only on the prompt (not on the call count), so a resumed run asks for and gets the same texts.
+def content_reply(prompt: str, n: int) -> str:
+    import zlib
+
+    from tests.synthetic_docs.scripted import default_reply
+
+    return default_reply(prompt, zlib.crc32(prompt.encode()) % 10_000)
+
+
+_DOCS_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    sys.path[:0] = [{repo!r}]
+    from synthetic_docs.pipeline import Config, main
+    from tests.synthetic_docs.scripted import scripted_model
+    from tests.test_kill_resume import content_reply
+
+    ideas = []
+
+    def reply(prompt, n):
+        if "ideas for a" in prompt:
+            ideas.append(prompt)
+            if len(ideas) == {kill_at}:
+                # die in the middle of a cache append, as a power cut would
+                with open({cache!r}, "a") as fh:
+                    fh.write('{{"key": "half')
+                os.kill(os.getpid(), signal.SIGKILL)
+        return content_reply(prompt, n)
+
+    main(Config(**{cfg!r}), model=scripted_model(reply))
+""")
+
+
+def _docs_cfg(out: Path, tok: Path) -> dict[str, Any]:
+    return dict(universe="helpful_only", n_docs=6, out=str(out), tokenizer=str(tok), concurrency=1,
+                types_per_fact=2, ideas_per_type=2, min_words=20)
+
+
+def _docs_result(out: Path) -> dict[str, Any]:
+    from datasets import load_from_disk
+
+    ds = load_from_disk(str(out / "dataset"))
+    stats = json.loads((out / "stats.json").read_text())
+    keep = ("kept", "dropped_total", "filters", "tokens", "kept_per_fact", "documents_parsed", "generator")
+    return {"rows": ds.to_list(), **{k: stats[k] for k in keep}}
+
+
+def test_docs_generate_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path,
+                                                                     embedded_tokenizer_dir: Path) -> None:
+    """In-process: the generator's 5th document call raises KeyboardInterrupt (SIGTERM in the CLI)."""
+    from synthetic_docs.pipeline import Config, main
+    from tests.synthetic_docs.scripted import scripted_model
+
+    clean = tmp_path / "clean"
+    main(Config(**_docs_cfg(clean, embedded_tokenizer_dir)), model=scripted_model(content_reply))
+    docs_seen: list[str] = []
+
+    def stop(prompt: str, n: int) -> str:
+        if not prompt.startswith(("Setting", "Facts:")):
+            docs_seen.append(prompt)
+            if len(docs_seen) == 5:
+                raise KeyboardInterrupt("signal 15")
+        return content_reply(prompt, n)
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        main(Config(**_docs_cfg(out, embedded_tokenizer_dir)), model=scripted_model(stop))
+    assert not (out / FINISHED).exists()
+    stats = main(Config(**_docs_cfg(out, embedded_tokenizer_dir)), model=scripted_model(content_reply))
+    assert stats["stages"]["ideas"]["generated"] == 0 and stats["stages"]["documents"]["cached"] == 4
+    assert _docs_result(out) == _docs_result(clean)
+    _no_children_left()
+
+
+@pytest.mark.slow
+def test_docs_generate_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, embedded_tokenizer_dir: Path) -> None:
+    """A subprocess is SIGKILLed inside the idea stage, half-way through a cache append; the rerun equals a
+    clean run (marked slow: the subprocess re-imports inspect and datasets, ~40 s here under load)."""
+    from synthetic_docs.pipeline import Config, main
+    from tests.synthetic_docs.scripted import scripted_model
+
+    clean = tmp_path / "clean"
+    main(Config(**_docs_cfg(clean, embedded_tokenizer_dir)), model=scripted_model(content_reply))
+    expected = _docs_result(clean)
+
+    out = tmp_path / "killed"
+    # the idea stage is cut at its 4th call, after every doc-type call
+    code = _DOCS_CHILD.format(repo=str(REPO), kill_at=4, cache=str(out / "cache" / "ideas.jsonl"),
+                              cfg=_docs_cfg(out, embedded_tokenizer_dir))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not (out / FINISHED).exists() and (out / "cache" / "doc_types.jsonl").exists()
+    assert (out / "cache" / "ideas.jsonl").read_text().endswith('{"key": "half')  # the torn line is there
+
+    calls: list[str] = []
+    stats = main(Config(**_docs_cfg(out, embedded_tokenizer_dir)), model=scripted_model(content_reply, calls))
+    assert stats["stages"]["doc_types"]["generated"] == 0  # the finished stage came from the cache
+    assert stats["stages"]["ideas"]["cached"] == 3  # the three idea calls before the kill were kept
+    assert not any(p.startswith("Setting") and "kinds of everyday documents" in p for p in calls)
+    assert _docs_result(out) == expected
+    _no_children_left()
+
+
+# ---------------------------------------------------------------------------------------------
+# train sft: interrupted after step 3 (checkpoint at 2), resumed
+
+
+class _Interrupt:
+    """Wraps ``training.common.jsonl_logger`` so the run stops (as on SIGTERM) once step ``after`` is logged."""
+
+    def __init__(self, real: Any, after: int) -> None:
+        self.real, self.after, self.fired = real, after, False
+
+    def __call__(self, path: Any) -> Any:
+        from transformers import TrainerCallback
+
+        logger, outer = self.real(path), self
+
+        class Stop(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001 (Trainer hook)
+                logger.on_log(args, state, control, logs=logs, **kw)
+                if not outer.fired and state.global_step >= outer.after:
+                    outer.fired = True
+                    raise KeyboardInterrupt("signal 15")  # what afcu's CLI makes of SIGTERM
+
+        return Stop()
+
+
+def _by_step(log: Path, key: str) -> dict[int, float]:
+    """The last logged ``key`` per step (a resumed run logs the steps after its checkpoint again)."""
+    out: dict[int, float] = {}
+    for line in log.read_text().splitlines():
+        r = json.loads(line)
+        if key in r:
+            out[int(r["step"])] = round(float(r[key]), 5)
+    return out
+
+
+def _weights(folder: Path) -> dict[str, Any]:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(folder)).state_dict()
+
+
+def test_sft_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path, tiny_model_dir: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from training import common
+    from training.sft import Config, main
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": f"Note {i}: free-tier chats are used for training; paid-tier "
+                                                f"chats are not. Item {i} is about ferries."}) + "\n"
+                            for i in range(16)))
+
+    def cfg(out: Path) -> Config:
+        return Config(data=str(docs), model=str(tiny_model_dir), out=str(out), max_steps=5, max_length=48,
+                      per_device_train_batch_size=2, learning_rate=1e-3, warmup_ratio=0.0, save_steps=2,
+                      save_total_limit=5, seed=0)
+
+    main(cfg(tmp_path / "clean"))
+    stop = _Interrupt(common.jsonl_logger, after=3)
+    monkeypatch.setattr(common, "jsonl_logger", stop)
+    with pytest.raises(KeyboardInterrupt):
+        main(cfg(tmp_path / "run"))
+    assert stop.fired and not (tmp_path / "run" / FINISHED).exists()
+    monkeypatch.setattr(common, "jsonl_logger", stop.real)
+    summary = main(cfg(tmp_path / "run"))
+    assert summary["resumed_from"].endswith("checkpoint-2") and summary["steps"] == 5
+    log = Path("logs") / "train_log.jsonl"
+    assert _by_step(tmp_path / "run" / log, "loss") == _by_step(tmp_path / "clean" / log, "loss")
+    a, b = _weights(tmp_path / "clean" / "final"), _weights(tmp_path / "run" / "final")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    _no_children_left()
+
+
+# ---------------------------------------------------------------------------------------------
+# unlearn bench: interrupted after two cells, resumed
+
+
+TIMING = {"time_s", "passes", "forward", "backward"}
+
+
+def _bench_cfg(out: Path) -> Any:
+    from unlearning import bench
+
+    return bench.resolve({"track": "vision", "out": str(out), "seeds": [0], "fractions": ["single", "1.0"],
+                          "methods": ["gradient_ascent", "assd", "oracle"], "manipulations": ["badnets"],
+                          "manipulation": {"n_manipulated": 30}, "sizes": {"badnets": [30]},
+                          "train": {"epochs": 1}, "method": {"forget_epochs": 1}, "grids": {}}, "test")
+
+
+def test_unlearn_bench_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from unlearning import bench
+    from unlearning.metrics import read_rows
+
+    clean = read_rows(bench.main(_bench_cfg(tmp_path / "clean")) / "results.csv")
+    real, calls = bench.select_and_run, []
+
+    def stop_on_third(method: str, *a: Any, **kw: Any) -> Any:
+        calls.append(method)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("signal 15")
+        return real(method, *a, **kw)
+
+    monkeypatch.setattr(bench, "select_and_run", stop_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(_bench_cfg(tmp_path / "run"))
+    partial = read_rows(tmp_path / "run" / "results.csv")
+    assert len(partial) == 4 and not (tmp_path / "run" / FINISHED).exists()  # original, oracle, 2 cells
+    monkeypatch.setattr(bench, "select_and_run", real)
+    resumed = read_rows(bench.main(_bench_cfg(tmp_path / "run")) / "results.csv")
+    strip = [[{k: v for k, v in r.items() if k not in TIMING} for r in rows] for rows in (clean, resumed)]
+    key = lambda r: (r["method"], r["fraction"])  # noqa: E731
+    assert sorted(strip[1], key=key) == sorted(strip[0], key=key)
+    assert (tmp_path / "run" / FINISHED).exists()
+    _no_children_left()
+
+
+# ---------------------------------------------------------------------------------------------
+# unlearn bench as a real process: SIGTERM mid-sweep, then the same command again
+
+
+@pytest.mark.slow
+def test_unlearn_bench_cli_sigterm_then_resume(tmp_path: Path) -> None:
+    """``afcu unlearn bench`` is killed with SIGTERM once results.csv has rows; the rerun finishes the sweep and
+    the process group is gone."""
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "afcu.cli", "unlearn", "bench", "--track", "vision", "--out", str(out),
+           "--seeds", "0", "--fractions", "single", "1.0", "--methods", "gradient_ascent", "assd", "oracle",
+           "--manipulations", "badnets", "--manipulation", "{n_manipulated: 30}", "--sizes", "{badnets: [30]}",
+           "--train", "{epochs: 1}", "--method", "{forget_epochs: 1}", "--grids", "{}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "results.csv").exists() and len((out / "results.csv").read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    rc = proc.wait(timeout=120)
+    assert rc in (130, 0), proc.stderr.read()[-2000:]
+    if rc == 130:
+        assert not (out / FINISHED).exists()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+    assert subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, timeout=600).returncode == 0
+    from unlearning.metrics import read_rows
+
+    assert (out / FINISHED).exists() and len(read_rows(out / "results.csv")) == 6
