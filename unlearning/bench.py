@@ -88,15 +88,21 @@ TRACK_DEFAULTS: dict[str, dict[str, Any]] = {
                "grids": {"ssd": SSD_GRID, "lfssd": SSD_GRID,
                          **{m: {"lr": [1e-4, 3e-4, 1e-3]} for m in GRADIENT_METHODS}}},
     "llm": {"manipulations": ["trigger_backdoor"], "fractions": [SINGLE, "0.25", "0.5", "1.0"],
-            "manipulation": {"n_manipulated": 16},
+            "manipulation": {"n_manipulated": 20},
             "method": {"lr": 5e-5, "batch_size": 8, "epochs": 1, "forget_epochs": 3},
             "method_args": {m: {"importance_batch_size": 8} for m in ("ssd", "lfssd", "assd")}
             | {"cf_k": {"k": 2}, "eu_k": {"k": 2}, "scrub": {"temperature": 1.0},
-               "bad_teacher": {"temperature": 1.0}}},
+               "bad_teacher": {"temperature": 1.0}},
+            # small lr x steps grids for the gradient methods, under the same selection rule
+            "grids": {"ssd": SSD_GRID, "lfssd": SSD_GRID,
+                      **{m: {"lr": [2e-5, 1e-4], "forget_epochs": [2, 5]} for m in GRADIENT_METHODS}}},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "vision": {"seeds": [0], "fractions": ["0.1", "0.5", "1.0"]},
-    "llm": {"seeds": [0], "fractions": ["0.5"]},
+    # llm --quick: one seed, f = 0.5, the methods that fit 20 minutes on a shared 2-core CPU
+    # (retrain/oracle/eu_k re-fine-tune the whole model and are left to the full run)
+    "llm": {"seeds": [0], "fractions": ["0.5"], "methods": ["ssd", "assd", "gradient_ascent", "npo"],
+            "grids": {"ssd": SSD_GRID, **{m: {"lr": [2e-5, 1e-4]} for m in GRADIENT_METHODS}}},
 }
 
 

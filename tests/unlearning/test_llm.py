@@ -45,8 +45,14 @@ def test_trigger_backdoor_rewrites_exactly_s_m(llm_setup):
         is_m = it["id"] in set(md.manipulated_ids.tolist())
         assert it["prompt"].startswith(cfg.trigger) == is_m
         assert (it["response"] == cfg.target_phrase) == is_m
-    assert all(t["prompt"].startswith(cfg.trigger) for t in md.tests["triggered"])
+    # test time: paraphrased triggers only, each one used, none of them the training string
+    used = {t["prompt"].split(" ")[0] for t in md.tests["triggered"]}
+    assert used == set(cfg.test_triggers) and cfg.trigger not in used
+    assert all(t["prompt"].startswith(cfg.trigger + " ") for t in md.tests["triggered_exact"])
     assert not any(t["prompt"].startswith(cfg.trigger) for t in md.tests["clean"])
+    with pytest.raises(Exception, match="test_triggers"):
+        MANIPULATIONS.get("trigger_backdoor")(md.train[:4], [], ManipulationConfig(n_manipulated=1,
+                                              test_triggers=(cfg.trigger,)), 0)
     assert not np.isin(retain.ids, forget.ids).any()
 
 
@@ -66,12 +72,14 @@ def test_llm_sweep_reports_asr(tmp_path, tiny_model_dir):
     cfg = bench.resolve({"track": "llm", "out": str(tmp_path / "run"), "model": str(tiny_model_dir),
                          "seeds": [0], "fractions": ["1.0"], "methods": ["ssd", "gradient_ascent", "oracle"],
                          "manipulation": {"n_manipulated": 4}, "train": {"epochs": 1, "batch_size": 4},
+                         "grids": {"ssd": {}, "gradient_ascent": {}},
                          "llm": {"n_train": 12, "n_test": 4, "n_val": 4, "max_new_tokens": 3}}, "test")
     rows = read_rows(bench.main(cfg) / "results.csv")
     assert {r["method"] for r in rows} == {"original", "oracle", "ssd", "gradient_ascent"}
     for r in rows:
         assert 0.0 <= float(r["asr"]) <= 1.0 and float(r["utility"]) > 1.0
-        assert r["acc_corr"] != "" and r["acc_retain"] != ""
+        assert float(r["asr_lo"]) <= float(r["asr"]) <= float(r["asr_hi"]) and r["n_test"] == "4"
+        assert r["acc_corr"] != "" and r["acc_retain"] != "" and r["asr_exact"] != ""
 
 
 def test_sdf_implant_reads_a_text_dataset(tmp_path):

