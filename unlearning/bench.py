@@ -35,7 +35,7 @@ from unlearning import distributed
 from unlearning.flagging import SINGLE, flag, forget_retain
 from unlearning.methods import METHODS, MethodConfig, run_method
 from unlearning.methods.base import config_fields as method_fields, make_config
-from unlearning.metrics import markdown_table, read_rows, rows_to_csv, summarize
+from unlearning.metrics import markdown_table, read_rows, rows_to_csv, summarize, summary_table
 from unlearning.selection import grid_fields, select_and_run
 
 
@@ -343,7 +343,8 @@ def finish(run_dir: Path) -> dict[str, Any]:
     rows = read_rows(run_dir / "results.csv")
     summary = {"summary": summarize(rows), "n_rows": len(rows)}
     atomic_write_json(run_dir / "summary.json", summary)
-    table = "## Acc_corr (mean±std over seeds)\n\n" + markdown_table(rows, "acc_corr")
+    table = "## Summary per setting (manipulation_n|S_m|) and method\n\n" + summary_table(summary["summary"])
+    table += "\n## Acc_corr (mean±std over seeds)\n\n" + markdown_table(rows, "acc_corr")
     table += "\n## Acc_retain (mean±std over seeds)\n\n" + markdown_table(rows, "acc_retain")
     if any(r.get("asr") not in (None, "") for r in rows):
         table += "\n## Attack success rate (mean±std over seeds)\n\n" + markdown_table(rows, "asr")

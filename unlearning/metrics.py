@@ -109,6 +109,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
         out[manip][method] = {"auc_acc_corr": round(auc, 4), "min_fraction_90": reached,
                               "mean_time_s": round(float(np.nanmean(t[:, 0])), 3),
                               "mean_passes": int(np.nanmean(t[:, 1])), "n_seeds": len(by_x[xs[0]])}
+    for manip, methods in out.items():  # compute relative to retraining on the retain set
+        base = methods.get("retrain", {}).get("mean_passes")
+        for m in methods.values():
+            if base:
+                m["passes_vs_retrain"] = round(m["mean_passes"] / base, 4)
     for manip in oc:
         for ref in REFERENCE:
             vals = reference(rows, ref, "acc_corr")[manip]
@@ -117,6 +122,19 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
                 out[manip][ref] = {"acc_corr": round(float(np.nanmean(vals)), 4),
                                    "acc_retain": round(float(np.nanmean(rv)), 4), "n_seeds": len(vals)}
     return dict(out)
+
+
+def summary_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Per setting and method: AUC of Acc_corr, smallest f reaching 90% of the oracle, cost, as Markdown."""
+    lines = ["| setting | method | AUC of Acc_corr | smallest f reaching 90% of oracle | mean passes | "
+             "passes / retrain's | mean time (s) |", "|---|---|---|---|---|---|---|"]
+    for manip, methods in sorted(summary.items()):
+        for method, m in sorted(methods.items()):
+            if "auc_acc_corr" not in m:
+                continue
+            lines.append(f"| {manip} | {method} | {m['auc_acc_corr']:.3f} | {m['min_fraction_90'] or 'none'} | "
+                         f"{m['mean_passes']} | {m.get('passes_vs_retrain', '')} | {m['mean_time_s']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(rows: list[dict[str, Any]], metric: str = "acc_corr") -> str:
