@@ -6,7 +6,8 @@ import dataclasses
 import inspect
 
 from evals.alignment_faking import task as task_module
-from evals.alignment_faking.params import DEFAULTS, EvalArgs, PromptArgs
+from evals.alignment_faking.params import DEFAULTS, EvalArgs, JudgeArgs, PromptArgs, SettingArgs
+from evals.alignment_faking.rescore import RescoreConfig
 from evals.alignment_faking.run import EvalConfig
 
 
@@ -21,6 +22,9 @@ def test_configs_inherit_instead_of_redeclaring():
     assert not own & {f.name for f in dataclasses.fields(EvalArgs)}
     assert issubclass(EvalConfig, EvalArgs) and issubclass(EvalArgs, PromptArgs)
     assert EvalConfig().grader_votes == DEFAULTS.grader_votes and EvalConfig().n_queries == DEFAULTS.n_queries
+    assert issubclass(RescoreConfig, JudgeArgs) and issubclass(RescoreConfig, SettingArgs)
+    assert not set(RescoreConfig.__dict__.get("__annotations__", {})) & {"setting", "grader", "grader_votes",
+                                                                         "af_threshold"}
 
 
 def test_setting_behaviour_comes_from_settings_yaml(monkeypatch):
