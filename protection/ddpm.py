@@ -62,7 +62,8 @@ class Schedule:
 
     def __init__(self, T: int = 200) -> None:
         self.T = T
-        self.betas = torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T)
+        # clamped: below ~50 steps the rescaled end value would pass 1 (a smoke-test size, not a real one)
+        self.betas = torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T).clamp(max=0.5)
         self.alphas = 1 - self.betas
         self.abar = torch.cumprod(self.alphas, 0)
 
