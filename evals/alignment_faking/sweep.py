@@ -55,19 +55,25 @@ def _items(text: str, what: str) -> list[str]:
     return items
 
 
-def cells(cfg: Any) -> list[dict[str, str]]:
-    """Every (setting, company, variant), checked before anything runs."""
-    from prompts.render import settings, variant_flags
+def cells(cfg: Any) -> tuple[list[dict[str, str]], list[str]]:
+    """Every (setting, company, variant) where the variant applies to the setting (variants.yaml
+    ``settings:``), checked before anything runs; and the skipped combinations, said in the summary."""
+    from prompts.render import settings, variant_info
 
-    out = []
+    out, skipped = [], []
     for s in _items(cfg.settings, "settings"):
         if s not in settings():
             raise AfcuError(f"--settings: {s!r} is unknown; choose from {', '.join(settings())}")
         for c in _items(cfg.companies, "companies"):
             for v in _items(cfg.variants, "variants"):
-                variant_flags(v)
+                applies = variant_info(v)["settings"]
+                if applies is not None and s not in applies:
+                    skipped.append(f"{s}/{v} (the variant applies to {', '.join(applies)} only)")
+                    continue
                 out.append({"setting": s, "company": c, "variant": v})
-    return out
+    if not out:
+        raise AfcuError(f"--variants/--settings: no variant applies to any setting given ({'; '.join(skipped)})")
+    return out, sorted(set(skipped))
 
 
 def cell_config(cfg: Any, cell: dict[str, str], root: Path) -> EvalConfig:
@@ -110,7 +116,7 @@ def main(cfg: Any) -> dict[str, Any]:
     from evals.alignment_faking import run as eval_run
     from evals.alignment_faking.figures import sweep_figure
 
-    grid = cells(cfg)
+    grid, skipped = cells(cfg)
     root = Path(cfg.out or f"runs/sweep-{Path(eval_run.default_out(EvalConfig(model=cfg.model))).name[3:]}")
     configs = [cell_config(cfg, c, root) for c in grid]
     for c in configs:
@@ -130,7 +136,7 @@ def main(cfg: Any) -> dict[str, Any]:
         r["p_holm"] = p
     md, text = _table(rows)
     summary = {"model": cfg.model, "n_queries": cfg.n_queries, "grader": cfg.grader or "offline-rules-v1",
-               "cells": rows, "multiple_comparisons": "Holm step-down over the cells' exact McNemar p-values",
+               "cells": rows, "skipped": skipped, "multiple_comparisons": "Holm step-down over the cells' exact McNemar p-values",
                "gap_ci_method": "Newcombe paired score interval (1998, method 10)"}
     atomic_write_json(root / "summary.json", summary)
     atomic_write_text(root / "table.md", md)

@@ -47,3 +47,9 @@ def test_sweep_shares_eval_options_and_checks_every_cell_first(tmp_path, capsys)
                      "--out", str(tmp_path / "sw")]) == 2
     assert "unknown variant 'nope'" in capsys.readouterr().err and not (tmp_path / "sw").exists()
     assert cli_main(["sweep", "--variants", "default,default", "--out", str(tmp_path / "sw")]) == 2
+    from evals.alignment_faking.sweep import cells
+
+    grid, skipped = cells(SweepConfig(variants="default,no_best_for_humanity", settings="helpful_only,animal_welfare"))
+    assert [(c["setting"], c["variant"]) for c in grid] == [("helpful_only", "default"), ("animal_welfare", "default"),
+                                                            ("animal_welfare", "no_best_for_humanity")]
+    assert len(skipped) == 1 and skipped[0].startswith("helpful_only/no_best_for_humanity")
