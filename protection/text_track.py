@@ -46,15 +46,15 @@ class TextBenchConfig:
     """One text-protection bench run (``afcu protect bench --track text``)."""
 
     out: str = field(default="", metadata={"help": "run folder (default runs/protect-text[-quick])"})
-    quick: bool = field(default=False, metadata={"help": "smaller pool, 2 epochs (about 20 min on 2 CPU cores)"})
+    quick: bool = field(default=False, metadata={"help": "a 32 + 32 record pool of 3-sentence records"})
     model: str = field(default="smollm2-135m-instruct", metadata={"help": "registry name or model folder"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "member/non-member splits"})
     n_members: int = field(default=64, metadata={"help": "records fine-tuned on"})
     n_nonmembers: int = field(default=64, metadata={"help": "held-out records (the reference set)"})
     sentences_per_record: int = field(default=4, metadata={"help": "WordNet example sentences per record"})
-    epochs: int = field(default=3, metadata={"help": "fine-tuning epochs over the members"})
-    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate"})
+    epochs: int = field(default=1, metadata={"help": "fine-tuning epochs over the members"})
+    lr: float = field(default=5e-5, metadata={"help": "AdamW learning rate"})
     batch_size: int = field(default=8, metadata={"help": "fine-tuning batch size"})
     max_len: int = field(default=96, metadata={"help": "tokens per record (longer ones are cut)"})
     t_test_n: int = field(default=6, metadata={"help": "records per side in the dataset-level t-test"})
@@ -64,7 +64,9 @@ class TextBenchConfig:
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in --out"})
 
 
-QUICK: dict[str, Any] = {"n_members": 32, "n_nonmembers": 32, "sentences_per_record": 3, "epochs": 3}
+# Sized for 2 shared CPU cores.  One epoch at 5e-5: 3 epochs at 1e-4 memorised 32 records completely
+# (loss AUROC 1.0 on clean text, measured), which leaves nothing for a watermark to add.
+QUICK: dict[str, Any] = {"n_members": 32, "n_nonmembers": 32, "sentences_per_record": 3}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
