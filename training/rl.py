@@ -268,12 +268,10 @@ def main(cfg: Config) -> dict[str, Any]:
         trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                               processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
     else:
-        import os as _os
-
         from training.rollouts import trl_rollout_func
         from training.tag_loss import TagChoiceGRPOTrainer
 
-        _os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental in TRL 1.16
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental in TRL 1.16
         tag_ids = [tokenizer(t, add_special_tokens=False).input_ids for t in fmt.tags] if fmt.tag_choice else []
         trainer = TagChoiceGRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                                        processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
