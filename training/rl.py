@@ -9,6 +9,11 @@ sees only the final ``<OUTPUT>`` (``training/rewards.py``), and the policy is ev
     accelerate launch -m training.rl --config configs/rl/quick.yaml
     accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml -m training.rl --config configs/rl/paper.yaml
 
+For a model that does not follow the protocol (``format: auto``, registry flag), rollouts are
+forced format (``training/rollouts.py``: afcu closes the scratchpad, draws the tag from the
+two-way P(accept), masks its own tokens out of the loss; ``training/tag_loss.py`` adds the tag's
+renormalised log-probability), and ``training/guard.py`` stops a run whose groups have no reward spread.
+
 Queries come from ``prompts.queries.split_queries``: training prompts use the training side
 only, the evaluation subset the eval side only, so no evaluation query is ever trained on.
 The run folder follows ``training/common.py`` plus ``eval_log.jsonl`` and
