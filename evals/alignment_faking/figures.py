@@ -94,7 +94,8 @@ def sweep_figure(summary: dict[str, Any], path: str | Path) -> Path:
             lo, hi = (c["gap_ci"] if c["gap_ci"] and not any(_nan(x) for x in c["gap_ci"]) else (g, g))
             ax.barh(i, g, color="#e34a33" if g > 0 else "#3182bd", alpha=0.85)
             ax.errorbar(g, i, xerr=[[g - lo], [hi - g]], fmt="none", ecolor="black", capsize=3, lw=1)
-            label = "no pairs" if _nan(c["gap"]) else f"p_Holm={c['p_holm']:.2g}" if not _nan(c["p_holm"]) else ""
+            unp = f"unparseable {100 * _v(c['unparseable_free']):.0f}% / {100 * _v(c['unparseable_paid']):.0f}%"
+            label = f"no pairs, {unp}" if _nan(c["gap"]) else f"p_Holm={c['p_holm']:.2g}" if not _nan(c["p_holm"]) else ""
             ax.text(1.02, i, f"{label} (n={c['pairs']})", va="center", fontsize=7, transform=ax.get_yaxis_transform())
         ax.set_yticks(range(len(rows)), [c["variant"] for c in rows])
         ax.invert_yaxis()

@@ -117,7 +117,8 @@ def main(cfg: Any) -> dict[str, Any]:
     from evals.alignment_faking.figures import sweep_figure
 
     grid, skipped = cells(cfg)
-    root = Path(cfg.out or f"runs/sweep-{Path(eval_run.default_out(EvalConfig(model=cfg.model))).name[3:]}")
+    short = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(Path(cfg.model).parts[-2:])).strip("-")
+    root = Path(cfg.out or f"runs/sweep-{short}")
     configs = [cell_config(cfg, c, root) for c in grid]
     for c in configs:
         eval_run._validate(c)  # every cell fails before the first one runs

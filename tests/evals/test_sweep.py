@@ -16,23 +16,23 @@ from evals.alignment_faking.sweep import SweepConfig
 
 def test_sweep_table_figure_and_holm(tmp_path, capsys):
     out = tmp_path / "sw"
-    argv = ["sweep", "--variants", "default,cut_examples,no_training_details", "--model", "scripted/planted",
+    argv = ["sweep", "--variants", "default,no_training_details", "--model", "scripted/planted",
             "--n-queries", "8", "--no-forced-choice", "--out", str(out)]
     assert cli_main(argv) == 0
     s = json.loads((out / "summary.json").read_text())
     cells = s["cells"]
-    assert [c["variant"] for c in cells] == ["default", "cut_examples", "no_training_details"]
+    assert [c["variant"] for c in cells] == ["default", "no_training_details"]
     for c in cells:
         cell = json.loads((out / "cells" / f"helpful_only-Anthropic-{c['variant']}" / "summary.json").read_text())
         assert c["gap"] == cell["compliance_gap"]["value"] and c["gap_ci"] == cell["compliance_gap"]["ci"]
         assert cell["variant"] == c["variant"]
-    # The scripted replies ignore the variant, so the three p-values are equal: Holm = min(1, 3p) for each.
+    # The scripted replies ignore the variant, so the two p-values are equal: Holm = min(1, 2p) for each.
     p = cells[0]["p_value"]
     assert 0 < p < 1 and all(c["p_value"] == p for c in cells)
-    assert all(c["p_holm"] == pytest.approx(min(1.0, 3 * p)) for c in cells)
+    assert all(c["p_holm"] == pytest.approx(min(1.0, 2 * p)) for c in cells)
     rows = list(csv.DictReader((out / "table.csv").open()))
-    assert len(rows) == 3 and float(rows[0]["p_holm"]) == pytest.approx(min(1.0, 3 * p))
-    assert (out / "table.md").read_text().count("| helpful_only |") == 3
+    assert len(rows) == 2 and float(rows[0]["p_holm"]) == pytest.approx(min(1.0, 2 * p))
+    assert (out / "table.md").read_text().count("| helpful_only |") == 2
     assert (out / "figures" / "gap_by_variant.png").stat().st_size > 10_000
     assert cli_main(argv) == 2  # finished: refused unless --overwrite
     assert "finished run" in capsys.readouterr().err
