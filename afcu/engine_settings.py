@@ -1,7 +1,8 @@
 """vLLM server settings (``EngineSettings``): the flags and environment afcu starts a server with.
 
-Defaults were measured on a 2-core AVX2 CPU with the embedded 135M model; docs/engine.md gives
-the figure behind each one.  Any field can be set for every run with ``AFCU_ENGINE_<FIELD>``.
+Defaults were measured on 2-core AMD EPYC CPUs with the embedded 135M model, AVX2-only (2026-11)
+and AVX-512 BF16 without AMX (2026-12, the dtype rule); docs/engine.md gives the figure behind each
+one and the CPU kind it was measured on.  Any field can be set for every run with ``AFCU_ENGINE_<FIELD>``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ class EngineSettings:
     """Server settings; defaults are the ones measured best on a 2-core CPU (docs/engine.md)."""
 
     dtype: str = field(default="auto", metadata={
-        "help": "weights/activations dtype; auto: bf16 on GPUs and on CPUs with native bf16 (AVX-512 BF16/AMX), else fp32"})
+        "help": "weights/activations dtype; auto: bf16 on GPUs and on CPUs with AMX, fp32 on AVX-512 BF16 (no AMX) "
+                "and AVX2-only CPUs, where bf16 measured no faster (docs/engine.md)"})
     max_model_len: int = field(default=8192, metadata={"help": "context window in tokens (prompt + output)"})
     max_num_seqs: int = field(default=32, metadata={"help": "sequences batched per step (continuous batching)"})
     prefix_caching: bool = field(default=True, metadata={"help": "reuse KV blocks of the shared system prompt"})

@@ -131,14 +131,19 @@ def test_settings_change_the_server_key_and_flags(tiny_model_dir: Path) -> None:
         engine.EngineSettings(block_size=48).server_args(gpu=False)
 
 
-def test_auto_dtype_follows_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_cpu, "cpu_has_native_bf16", lambda: False)
-    args = engine.EngineSettings().server_args(gpu=False)
-    assert args[args.index("--dtype") + 1] == "float32"  # AVX2-only: oneDNN bf16 linear falls back, ~3x slower
-    assert engine_cpu.resolve_dtype("auto", gpu=True) == "bfloat16"
-    monkeypatch.setattr(engine_cpu, "cpu_has_native_bf16", lambda: True)
-    assert engine_cpu.resolve_dtype("auto", gpu=False) == "bfloat16"
+def test_auto_dtype_per_cpu_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule, not this machine's CPU: every kind is given explicitly (no CPU feature needed)."""
+    assert engine_cpu.resolve_dtype("auto", gpu=False, kind="avx2") == "float32"  # oneDNN bf16 falls back, ~3x slower
+    assert engine_cpu.resolve_dtype("auto", gpu=False, kind="avx512_bf16") == "float32"  # bf16 measured no faster
+    assert engine_cpu.resolve_dtype("auto", gpu=False, kind="amx_bf16") == "bfloat16"
+    assert engine_cpu.resolve_dtype("auto", gpu=True, kind="avx2") == "bfloat16"
     assert engine_cpu.resolve_dtype("float16", gpu=False) == "float16"
+    monkeypatch.setattr(engine_cpu, "cpu_kind", lambda flags=None: "avx2")
+    args = engine.EngineSettings().server_args(gpu=False)
+    assert args[args.index("--dtype") + 1] == "float32"
+    monkeypatch.setattr(engine_cpu, "cpu_kind", lambda flags=None: "amx_bf16")
+    args = engine.EngineSettings().server_args(gpu=False)
+    assert args[args.index("--dtype") + 1] == "bfloat16"
 
 
 def test_thread_env(monkeypatch: pytest.MonkeyPatch) -> None:
