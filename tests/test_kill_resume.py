@@ -219,6 +219,49 @@ def test_sft_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path, tiny_
 
 
 # ---------------------------------------------------------------------------------------------
+# train rl (GRPO): interrupted after step 2 (checkpoints every step), resumed
+
+
+@pytest.mark.slow
+def test_rl_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path, tiny_model_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Marked slow: three GRPO runs took 118 s here under load (tests/training/test_rl.py covers resume
+    from a checkpoint unmarked, with the later files deleted instead of a real interruption)."""
+    sys.path.insert(0, str(REPO / "tests" / "training"))
+    from rl_helpers import register, tiny_config
+
+    from afcu.config import config_from_dict
+    from training import common
+    from training.rl import Config, main
+
+    register()
+
+    def cfg(out: Path) -> Config:
+        return config_from_dict(Config, tiny_config(str(tiny_model_dir), str(out), max_steps=3, save_steps=1,
+                                                    save_total_limit=3))
+
+    main(cfg(tmp_path / "clean"))
+    stop = _Interrupt(common.jsonl_logger, after=2)
+    monkeypatch.setattr(common, "jsonl_logger", stop)
+    with pytest.raises(KeyboardInterrupt):
+        main(cfg(tmp_path / "run"))
+    assert stop.fired and not (tmp_path / "run" / FINISHED).exists()
+    monkeypatch.setattr(common, "jsonl_logger", stop.real)
+    summary = main(cfg(tmp_path / "run"))
+    # the step-2 log comes before the step-2 save, so the run stopped holding checkpoint-1
+    assert summary["resumed_from"].endswith("checkpoint-1") and summary["steps"] == 3
+    log = Path("logs") / "train_log.jsonl"
+    for key in ("loss", "reward"):
+        assert _by_step(tmp_path / "run" / log, key) == _by_step(tmp_path / "clean" / log, key), key
+    # rl trims the log to the checkpoint on resume: one line per step, as in the clean run
+    steps = [json.loads(x)["step"] for x in (tmp_path / "run" / log).read_text().splitlines()]
+    assert steps == [json.loads(x)["step"] for x in (tmp_path / "clean" / log).read_text().splitlines()]
+    digest = [common.param_digest(common.load_model(str(tmp_path / r / "final"))) for r in ("clean", "run")]
+    assert digest[0] == digest[1]
+    _no_children_left()
+
+
+# ---------------------------------------------------------------------------------------------
 # unlearn bench: interrupted after two cells, resumed
 
 
