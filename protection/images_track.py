@@ -305,11 +305,11 @@ def plot(run_dir: str | Path) -> list[str]:
             pos = np.arange(len(cells))
             ax.bar(pos - 0.2, [s["clean_acc"] for s in cells], 0.4, label="clean data")
             ax.bar(pos + 0.2, [s["protected_acc"] for s in cells], 0.4, label="protected data")
-            ax.set_xticks(pos, names, fontsize=7)
+            ax.set_xticks(pos, names, fontsize=7, rotation=45, ha="right")
             ax.set_ylim(0, 1)
             ax.set_title(f"attacker labels: {lab}")
             ax.set_ylabel("clean test accuracy (mean over seeds)")
-        axes[0][0].legend(fontsize=8)
+        axes[0][0].legend(fontsize=8, loc="lower left")
         fig.tight_layout()
         path = run_dir / "figures" / "accuracy.png"
         fig.savefig(path, dpi=120)
