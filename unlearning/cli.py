@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from unlearning.distributed import world
 
     if args.action == "plot":
+        from afcu.userfiles import check_file
+
+        # a missing folder must not become an empty "finished" run
+        check_file(Path(args.run_dir) / "results.csv", "results", flag="afcu unlearn plot RUN")
         summary = bench.finish(Path(args.run_dir))
         print("\n".join(summary["figures"]))
         return 0
