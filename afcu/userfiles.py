@@ -296,15 +296,16 @@ def read_table(path: str | Path, what: str = "input", encoding: str = "utf-8",
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.gguf", "*.pt", "*.pth")
 
 
-def check_model_folder(path: str | Path, flag: str = "--model") -> Path:
+def check_model_folder(path: str | Path, flag: str | None = None) -> Path:
     """A local Hugging Face model folder: ``config.json`` parses and names a ``model_type`` and non-empty
     weight files (``*.safetensors``, ``*.bin``, ``*.gguf``) are present; a PEFT adapter folder needs
     ``adapter_config.json`` (parsing) and ``adapter_model.*``. Checked before any engine or loader starts,
     so a folder without weights fails here instead of as vLLM's "Engine core initialization failed"."""
     p = check_folder(path, "model", flag)
+    how = f" ({flag})" if flag else ""
     cfg_path, adapter = p / "config.json", p / "adapter_config.json"
     if not cfg_path.is_file() and not adapter.is_file():
-        raise AfcuError(f"model folder {p} ({flag}) has no config.json; give a Hugging Face model folder "
+        raise AfcuError(f"model folder {p}{how} has no config.json; give a Hugging Face model folder "
                         "(config.json, tokenizer and *.safetensors)")
     for cp in (cfg_path, adapter):
         if not cp.is_file():
@@ -319,6 +320,6 @@ def check_model_folder(path: str | Path, flag: str = "--model") -> Path:
             raise AfcuError(f"{cp}: adapter_config.json is not a JSON object; re-save the adapter")
     weights = [w for pat in WEIGHT_PATTERNS for w in p.glob(pat) if w.is_file() and w.stat().st_size > 0]
     if not weights:
-        raise AfcuError(f"model folder {p} ({flag}) has no weight files ({', '.join(WEIGHT_PATTERNS[:3])}); "
+        raise AfcuError(f"model folder {p}{how} has no weight files ({', '.join(WEIGHT_PATTERNS[:3])}); "
                         "copy the weights in, or save the model with save_pretrained")
     return p
