@@ -273,3 +273,11 @@ def test_a_run_that_did_work_is_still_refused(tmp_path: Path, capsys: pytest.Cap
     labels.write_text('{"text": "a", "label": "potential_faking"}\n{"text": "b", "label": "none"}\n')
     assert afcu(["calibrate", "--labels", str(labels), "--out", str(out)]) == 2
     assert "different config" in capsys.readouterr().err
+
+
+def test_unlearn_plot_of_a_missing_run_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "nope"
+    assert afcu(["unlearn", "plot", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "results.csv" in err and "not found" in err
+    assert not run.exists()  # it used to become an empty run marked FINISHED
