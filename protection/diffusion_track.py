@@ -61,7 +61,7 @@ class DiffusionBenchConfig:
 
 
 QUICK: dict[str, Any] = {"seeds": [0], "pretrain_steps": 2000, "codec_steps": 1000, "embed_steps": 800,
-                         "adversary_steps": [0, 200, 800], "n_eval": 200}
+                         "adversary_steps": [0, 200, 800], "n_eval": 160}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,16 +145,17 @@ def main(cfg: DiffusionBenchConfig) -> Path:
             reference = ddpm.sample(base, ddpm.prompts(labels, torch.Generator().manual_seed(7)), 7)
 
         def measure(model: Any, method: str, steps: int) -> dict[str, Any]:
-            trig = sm.bit_accuracy(model, dec, message, cfg.n_eval, 7, trigger=True)
-            plain = sm.bit_accuracy(model, dec, message, cfg.n_eval, 7, trigger=False)
+            # one set of generations per prompt kind serves every column (sampling is the costly part)
             with torch.no_grad():
                 gen = torch.Generator().manual_seed(7)
                 imgs_p = ddpm.sample(model, ddpm.prompts(labels, gen), 7)
                 imgs_t = ddpm.sample(model, ddpm.prompts(labels, gen, trigger=True), 7)
+            acc_t, acc_p = sm.decode_accuracy(dec, imgs_t, message), sm.decode_accuracy(dec, imgs_p, message)
+            right = 0.875  # "detected": at least 14 of 16 bits (the same share for other lengths)
             return {"method": method, "seed": seed, "adversary_steps": steps,
-                    "bit_acc_trigger": trig["bit_acc"], "bit_acc_trigger_std": trig["bit_acc_std"],
-                    "detected_trigger": trig["detected"], "bit_acc_plain": plain["bit_acc"],
-                    "detected_plain": plain["detected"],
+                    "bit_acc_trigger": float(acc_t.mean()), "bit_acc_trigger_std": float(acc_t.std()),
+                    "detected_trigger": float((acc_t >= right - 1e-9).float().mean()),
+                    "bit_acc_plain": float(acc_p.mean()), "detected_plain": float((acc_p >= right - 1e-9).float().mean()),
                     "class_acc_plain": float((clf.predict(imgs_p.numpy()) == labels.numpy()).mean()),
                     "class_acc_trigger": float((clf.predict(imgs_t.numpy()) == labels.numpy()).mean()),
                     "mse_plain_vs_original": float((imgs_p - reference).square().mean()), "n": cfg.n_eval}
