@@ -138,17 +138,24 @@ def summary_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]], metric: str = "acc_corr") -> str:
-    """Mean +- std over seeds of ``metric`` per (manipulation, method) and fraction, as Markdown."""
-    cur = curves(rows, metric)
-    xs = sorted({x for by_x in cur.values() for x in by_x})
-    head = "| manipulation | method | " + " | ".join(f"f={x:.3g}" for x in xs) + " |"
-    lines = [head, "|" + "---|" * (len(xs) + 2)]
+    """Mean +- std over seeds of ``metric`` per (setting, method) and configured fraction, as Markdown.
+
+    Columns are the configured fractions (``single`` = one sample); each setting's own
+    n_flagged / |S_m| is in results.csv.
+    """
+    cur: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["method"] not in REFERENCE:
+            cur[(setting(r), r["method"])][r["fraction"]].append(num(r[metric]))
+    fracs = sorted({f for by_f in cur.values() for f in by_f}, key=lambda f: 0.0 if f == "single" else float(f))
+    head = "| setting | method | " + " | ".join(f"f={f}" for f in fracs) + " |"
+    lines = [head, "|" + "---|" * (len(fracs) + 2)]
     for ref in REFERENCE:
         for manip, vals in sorted(reference(rows, ref, metric).items()):
             if _cell(vals):
-                lines.append(f"| {manip} | {ref} (any f) | " + " | ".join(_cell(vals) for _ in xs) + " |")
-    for (manip, method), by_x in sorted(cur.items()):
-        cells = [_cell(by_x.get(x, [])) for x in xs]
+                lines.append(f"| {manip} | {ref} (any f) | " + " | ".join(_cell(vals) for _ in fracs) + " |")
+    for (manip, method), by_f in sorted(cur.items()):
+        cells = [_cell(by_f.get(f, [])) for f in fracs]
         if any(cells):
             lines.append(f"| {manip} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
