@@ -137,6 +137,8 @@ def validate(cfg: Config) -> None:
         raise AfcuError("rl: the in-training evaluation cannot run under FSDP (sharded generation on one rank); "
                         "set eval_every: 0 and run `afcu eval` on checkpoints, or launch with DDP or DeepSpeed ZeRO-3")
     common.model_path(cfg.model)  # a registry name or an existing folder; nothing is loaded
+    if cfg.seed < 0 or cfg.split_seed < 0:  # numpy's seeding would fail after the model loaded
+        raise AfcuError(f"rl: seed {cfg.seed} and split_seed {cfg.split_seed} must be >= 0")
     from evals.alignment_faking.forced_format import resolve_format
 
     resolve_format(cfg.format, cfg.model)
