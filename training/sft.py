@@ -173,6 +173,8 @@ def main(cfg: Config) -> dict[str, Any]:
     # every input checked before the run folder is written (afcu issue 12); the documents are read again below
     load_documents(cfg.data, cfg.max_docs)
     common.model_path(cfg.model)
+    if cfg.seed < 0:  # numpy's seeding would fail after the model loaded
+        raise AfcuError(f"sft: seed {cfg.seed} must be >= 0")
     if cfg.chat_data:
         read_jsonl(cfg.chat_data, "chat_data", flag="--chat-data", skip_flag=None, encoding_flag=None)
     run_dir = Path(cfg.out)
