@@ -178,7 +178,10 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sft-model-no-weights", ["train", "sft", "--data", "{docs_good_jsonl}", "--model", "{nomodel}"],
      ["nomodel", "no weight files"]),
     ("sft-precision", ["train", "sft", "--precision", "fp8"], ["precision", "fp8"]),
+    ("sft-negative-seed", ["train", "sft", "--data", "{docs_good_jsonl}", "--seed", "-1"], ["seed -1"]),
     ("rl-unknown-setting", ["train", "rl", "--setting", "nope"], ["setting", "nope"]),
+    ("rl-negative-seed", ["train", "rl", "--seed", "-1"], ["seed -1"]),
+    ("ei-negative-split-seed", ["train", "ei", "--split-seed", "-2"], ["split_seed -2"]),
     ("ei-queries-empty", ["train", "ei", "--queries", "{q_empty_jsonl}", "--query-field", "q"], ["q_empty.jsonl", "empty"]),
 ]
 
