@@ -229,6 +229,8 @@ def test_bad_input(case_id: str, argv: list[str], needles: list[str], files: dic
         assert needle in lines[0], f"{case_id}: {needle!r} not in {lines[0]!r}"
     _check_out(tmp_path / "out")
     _check_out(tmp_path / "runs")
+    # stricter than the issue asks: validation now fails before any folder is created at all
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
 
 
 def test_catalogue_size() -> None:
