@@ -60,8 +60,8 @@ class DiffusionBenchConfig:
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in --out"})
 
 
-QUICK: dict[str, Any] = {"seeds": [0], "pretrain_steps": 2000, "codec_steps": 1000, "embed_steps": 800,
-                         "adversary_steps": [0, 200, 800], "n_eval": 160}
+QUICK: dict[str, Any] = {"seeds": [0], "pretrain_steps": 1500, "codec_steps": 800, "embed_steps": 800,
+                         "adversary_steps": [0, 200, 600], "n_eval": 128}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
