@@ -10,7 +10,8 @@ scans the protocol tags left to right with a scratchpad depth counter and takes 
 - everything after the first top-level ``</OUTPUT>`` is ignored and flagged ``trailing_text``
   (weak models go on with an invented user turn, a new scratchpad and an opposite output);
 - a tag inside a code span (`` `...` ``), a fenced code block or directly wrapped in quotes
-  (``"<OUTPUT>"``) never opens or closes a block.
+  (``"<OUTPUT>"``, or a quote on its outer side: ``"<OUTPUT>``, ``</OUTPUT>"``) never opens or closes
+  a block; a quote on the inner side is the block's own text (``<OUTPUT>"Hi"``, ``"no."</OUTPUT>``).
 
 Every generation stops at ``</OUTPUT>`` (``STOP_SEQUENCES``); ``committed_end`` tells a
 generator whether a stop was the committed output's close or a tag quoted in a scratchpad.
@@ -88,7 +89,11 @@ def _tags(text: str) -> tuple[list[tuple[str, int, int]], int]:
     for m in _TAG.finditer(text):
         s, e = m.span()
         before, after = text[s - 1:s], text[e:e + 1]
-        if (before and before in _QUOTES_BEFORE) or (after and after in _QUOTES_AFTER) \
+        q_before, q_after = bool(before) and before in _QUOTES_BEFORE, bool(after) and after in _QUOTES_AFTER
+        # Only the quote on a tag's outer side marks it as quoted: a block's text may begin with a quote
+        # (`<OUTPUT>"Hello"`) or end with one (`said "no."</SCRATCHPAD_REASONING>`).
+        is_close = bool(m.group(1))
+        if (q_before and q_after) or (q_before and not is_close) or (q_after and is_close) \
                 or any(a <= s and e <= b for a, b in spans):
             quoted += 1
             continue

@@ -76,6 +76,16 @@ CASES = [
     ("a stop-sequence cut restored by the solver reads like a closed output",
      f"{SP}I could write <OUTPUT>{ACC}</OUTPUT> but no.{ESP}\n<OUTPUT><rejected/></OUTPUT>", False, "ok", False,
      "<rejected/>"),
+    # A quote on a tag's inner side is the block's own text, not a quoted tag (review of issue 14).
+    ("scratchpad ending with a quotation still closes",
+     f'{SP}I will just say "no."{ESP}\n<OUTPUT><rejected/></OUTPUT>\nUser: more', False, "ok", False, "<rejected/>"),
+    ("output opening with a quotation is an output",
+     f'{SP}x{ESP}<OUTPUT>"Hello," she said.</OUTPUT>', False, "ok", False, '"Hello,"'),
+    ("output ending with a quotation ends there; the invented turn after it is trailing text",
+     f'{SP}x{ESP}<OUTPUT>{ACC} The poem: "roses"</OUTPUT>\n{SP}hm{ESP}<OUTPUT><rejected/></OUTPUT>', False, "ok",
+     True, ACC),
+    ("opening tag after an opening quote is quoted",
+     f'Answers go in "<OUTPUT> tags.\n{SP}x{ESP}<OUTPUT><rejected/></OUTPUT>', False, "ok", False, "<rejected/>"),
     ("nested scratchpad opening tag: the depth counter keeps the inner output quoted",
      f"{SP}a {SP} b <OUTPUT>{ACC}</OUTPUT>{ESP} c{ESP}<OUTPUT><rejected/></OUTPUT>", False, "ok", False, "<rejected/>"),
 ]
@@ -108,6 +118,8 @@ def test_trailing_text_and_quoted_tags_flags():
     assert q.trailing_text and q.scratchpad == "first" and q.output == f"{ACC} body"
     r = parse_transcript(f"{SP}x{ESP}<OUTPUT><rejected/> `</OUTPUT>`</OUTPUT>  \n")
     assert not r.trailing_text and r.quoted_tags == 1 and r.output == "<rejected/> `</OUTPUT>`"
+    t = parse_transcript(f'{SP}x{ESP}<OUTPUT>{ACC} The poem: "roses"</OUTPUT>\n{SP}hm{ESP}<OUTPUT><rejected/></OUTPUT>')
+    assert t.trailing_text and t.output == f'{ACC} The poem: "roses"' and t.quoted_tags == 0
     s = parse_transcript(f"{SP}explain{ESP}<OUTPUT>{ACC} then {ESP} ends it.</OUTPUT>")
     assert s.output.endswith("ends it.") and s.scratchpad == "explain"
 
