@@ -376,6 +376,7 @@ def test_a_shared_server_stops_with_its_last_user(tiny_model_dir: Path, fake_vll
     assert not engine._pid_alive(pid) and engine.list_servers() == []
 
 
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp (the port-owner check)")
 def test_health_is_trusted_only_from_the_recorded_process(tiny_model_dir: Path, fake_vllm: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """An impostor on the port (an unrecorded orphan holding the same key) answers /health and /v1/models,
