@@ -29,11 +29,32 @@ from afcu.runs import FINISHED
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _alive_children() -> set[int]:
+    out = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.add(p.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _before() -> set[int]:
+    """Children alive before the test (a session-wide server of another test file is not this test's)."""
+    _BEFORE.clear()
+    _BEFORE.update(_alive_children())
+    return _BEFORE
+
+
+_BEFORE: set[int] = set()
+
+
 def _no_children_left() -> None:
-    """Nothing this test process started is still alive (trainer workers, servers, subprocesses)."""
-    alive = [p for p in psutil.Process().children(recursive=True) if p.is_running()
-             and p.status() != psutil.STATUS_ZOMBIE]
-    assert not alive, f"left behind: {[(p.pid, p.name()) for p in alive]}"
+    """Nothing this test started is still alive (trainer workers, servers, subprocesses)."""
+    left = _alive_children() - _BEFORE
+    assert not left, f"left behind: {[(pid, psutil.Process(pid).name()) for pid in left]}"
 
 
 # ---------------------------------------------------------------------------------------------
