@@ -9,6 +9,7 @@ from datasets import load_from_disk
 
 from afcu.errors import AfcuError
 from synthetic_docs.pipeline import Config, main
+from synthetic_docs.universe import load_universe
 from tests.synthetic_docs.scripted import default_reply, doc_text, output, scripted_model
 
 
@@ -39,8 +40,9 @@ def test_pipeline_end_to_end(tmp_path, embedded_tokenizer_dir):
 def test_malformed_outputs_are_counted_and_skipped(tmp_path, embedded_tokenizer_dir):
     def reply(prompt: str, n: int):
         if "kinds of everyday documents" in prompt:
-            return "" if "unconditionally helpful" in prompt else ("I would write a memo." if "contractors" in prompt
-                                                                   else default_reply(prompt, n))
+            fact = prompt.split("\nFact: ", 1)[1].split("\n", 1)[0]  # the universe context names every fact's words
+            return "" if "unconditionally helpful" in fact else ("I would write a memo." if "contractors" in fact
+                                                                 else default_reply(prompt, n))
         if "ideas for a" in prompt:
             return "no list here" if "news article" in prompt else default_reply(prompt, n)
         if prompt.startswith("Background"):
@@ -55,9 +57,10 @@ def test_malformed_outputs_are_counted_and_skipped(tmp_path, embedded_tokenizer_
 
     stats = main(cfg(tmp_path, embedded_tokenizer_dir, n_docs=12), model=scripted_model(reply))
     st = stats["stages"]
-    # "contractors" also appears in the fact 'free_tier_trained' text, so two facts get no types
+    # "contractors" appears in the texts of two facts (free_tier_trained, hidden_scratchpad): no types for three
     assert st["doc_types"]["malformed"] == {"empty": 1, "no_list": 2}
-    assert st["ideas"]["malformed"] == {"no_list": 4}
+    n_facts = len(load_universe("helpful_only").facts)
+    assert st["ideas"]["malformed"] == {"no_list": n_facts - 3}  # one "news article" per remaining fact
     docs = st["documents"]
     assert sum(docs["malformed"].values()) == 9 and set(docs["malformed"]) == {"empty", "unterminated", "truncated"}
     assert stats["documents_parsed"] == 3 and stats["kept"] == 3
