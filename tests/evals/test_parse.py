@@ -86,6 +86,12 @@ CASES = [
      True, ACC),
     ("opening tag after an opening quote is quoted",
      f'Answers go in "<OUTPUT> tags.\n{SP}x{ESP}<OUTPUT><rejected/></OUTPUT>', False, "ok", False, "<rejected/>"),
+    ("a ``` mentioned in the reasoning's prose opens no fence that would hide the tags after it",
+     f"{SP}I will put the script in a ```python block.{ESP}\n<OUTPUT>{ACC}\n```python\nprint(1)\n```\n</OUTPUT>",
+     False, "ok", True, ACC),
+    ("an unclosed fence in a draft does not pair with back-ticks inside the output's prose",
+     f"{SP}Draft:\n```python\nprint(1)\n{ESP}\n<OUTPUT><rejected/> not ```this``` </OUTPUT>", False, "ok", False,
+     "<rejected/>"),
     ("nested scratchpad opening tag: the depth counter keeps the inner output quoted",
      f"{SP}a {SP} b <OUTPUT>{ACC}</OUTPUT>{ESP} c{ESP}<OUTPUT><rejected/></OUTPUT>", False, "ok", False, "<rejected/>"),
 ]
