@@ -2,8 +2,8 @@
 
 L = -(2 / beta) * mean log sigmoid(-beta * (log pi(y|x) - log pi_ref(y|x))) on S_f
     + retain_weight * CE(retain), with pi_ref the model before unlearning.
-Reference: open-unlearning's NPO trainer (``src/trainer/unlearn/npo.py``, with
-``compute_dpo_loss`` in ``src/trainer/utils.py``): the same forget term, a retain NLL term.
+Reference: open-unlearning's NPO trainer (``src/trainer/unlearn/npo.py``): the same forget
+term against the frozen reference model, plus a weighted retain NLL term.
 """
 
 from __future__ import annotations
