@@ -286,3 +286,18 @@ def test_unlearn_plot_of_a_missing_run_creates_nothing(tmp_path: Path, capsys: p
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "results.csv" in err and "not found" in err
     assert not run.exists()  # it used to become an empty run marked FINISHED
+
+
+def test_docs_generate_corrected_command_proceeds(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  embedded_tokenizer_dir: Path) -> None:
+    """The issue's case: `docs generate` with a bad value, then the corrected command into the same --out."""
+    from synthetic_docs.pipeline import Config, main
+    from tests.synthetic_docs.scripted import scripted_model
+
+    out = tmp_path / "docs"
+    assert afcu(["docs", "generate", "--n-docs", "2", "--dedup-threshold", "2", "--out", str(out)]) == 2
+    assert "--dedup-threshold" in capsys.readouterr().err and not out.exists()
+    _stale_config(out)  # what the old order (config.yaml first, validation after) left behind
+    stats = main(Config(universe="helpful_only", n_docs=2, out=str(out), tokenizer=str(embedded_tokenizer_dir),
+                        types_per_fact=1, ideas_per_type=1, min_words=20), model=scripted_model())
+    assert stats["kept"] == 2 and (out / "FINISHED").exists() and "n_docs: 2" in (out / CONFIG).read_text()
