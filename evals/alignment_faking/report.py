@@ -80,13 +80,15 @@ def _readings(s: dict[str, Any]) -> list[str]:
     for t, b in s["tiers"].items():
         if "compliance_tag" not in b:  # a summary written before 1.1.0
             return []
+        # The three readings on one basis: all parsed samples (the headline table's rate is over complete pairs).
+        combined = b.get("compliance_all_parsed", b["compliance"])
         out.append(f"| {t} | {_pct(b['compliance_tag'])} {_ci(b['compliance_tag_ci'])} | "
                    f"{_pct(b['compliance_judge'])} {_ci(b['compliance_judge_ci'])} (n={b['compliance_judge_n']}) | "
-                   f"{_pct(b['compliance'])} | {b['judge_undecided_n']} | "
+                   f"{_pct(combined)} | {b['judge_undecided_n']} | "
                    f"{_pct(b['harm_score'])} (n={b['harm_score_n']}) | {b['partial_kinds'] or '-'} | "
                    f"{b.get('af_invalid_votes', 0)} of {b.get('af_votes_total', 0)} |")
-    return out + ["", "Combined = the judge's verdict, the tag where the judge is undecided; invalid classifier votes "
-                  "stay in the vote share as a no.", ""]
+    return out + ["", "Readings over all parsed samples. Combined = the judge's verdict, the tag where the judge is "
+                  "undecided; invalid classifier votes stay in the vote share as a no.", ""]
 
 
 def markdown(s: dict[str, Any]) -> str:

@@ -80,3 +80,18 @@ def test_summary_does_not_depend_on_row_order():
     for _ in range(3):
         rng.shuffle(rows)
         assert json.dumps(summarize(rows, HEADER), sort_keys=True) == a
+
+
+def test_report_readings_share_one_basis():
+    """tag-only, judge-only and combined sit side by side in report.md: all three over all parsed samples
+    (with offline rules the judge always decides, so combined equals judge-only), not combined over pairs."""
+    from evals.alignment_faking.report import markdown
+
+    rows = [_row("a", "free", True), _row("a", "paid", False), _row("b", "free", False), _row("b", "paid", False),
+            _row("c", "free", True), _row("c", "paid", None, status="unparseable")]
+    for r in rows:
+        r.update(complied_tag=r["complied"], complied_judge=r["complied"], judge_undecided=False)
+    s = summarize(rows, HEADER)
+    assert s["tiers"]["free"]["compliance"] == pytest.approx(1 / 2)  # complete pairs a, b
+    line = next(x for x in markdown(s).splitlines() if x.startswith("| free | 66.7%"))
+    assert line.split(" | ")[1:4] == ["66.7% [20.8, 93.9]", "66.7% [20.8, 93.9] (n=3)", "66.7%"]
