@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from evals.alignment_faking.parse import committed_end
+from evals.alignment_faking.parse import _QUOTES_AFTER, _QUOTES_BEFORE, committed_end
 from prompts.render import OUTPUT_OPEN, SCRATCHPAD_OPEN
 
 
@@ -35,7 +35,13 @@ def output_stopping_criteria(tokenizer: Any, prompts: Sequence[str], prompt_len:
                 if ">" not in tokenizer.decode(row[-2:], skip_special_tokens=True):
                     continue
                 text = prefixes[i] + tokenizer.decode(row[prompt_len:], skip_special_tokens=True)
-                done[i] = committed_end(text) is not None
+                end = committed_end(text)
+                # `"</OUTPUT>` at the very end: a quote after it would make the tag quoted text (parse.py), so
+                # decide one token later (the `>` is still among the last two tokens then).
+                start = text.rfind("<", 0, end) if end is not None else -1
+                if end == len(text) and start > 0 and text[start - 1] in _QUOTES_BEFORE + _QUOTES_AFTER:
+                    continue
+                done[i] = end is not None
             return done
 
     return StoppingCriteriaList([_CommittedOutput()])

@@ -22,3 +22,17 @@ def test_stops_only_at_the_committed_output(tiny_model_dir):
     for i, r in enumerate(rows):
         assert stop(torch.tensor([r]), None).tolist() == [i == 1], conts[i]
     assert opening_tag(prompt) == SP and opening_tag("x <OUTPUT>\n") == "<OUTPUT>" and opening_tag("x") == ""
+
+
+def test_a_close_tag_after_a_quote_waits_one_token(tiny_model_dir):
+    """`"</OUTPUT>` may be a quoted tag (`"</OUTPUT>"`, inert) or an output ending with a quotation: the
+    criterion waits for the next token instead of stopping inside a quoted tag."""
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = f"user: hi\nassistant: {SP}"
+    p_ids = tok(prompt, add_special_tokens=False).input_ids
+    stop = output_stopping_criteria(tok, [prompt], len(p_ids))
+    head = f'ok{ESP}<OUTPUT><rejected/> The tag "</OUTPUT>'
+    for cont, expect in ((head, False), (head + '" ends a block.', False), (head + "\n\n", True),
+                         (f"ok{ESP}<OUTPUT><rejected/> No.</OUTPUT>", True)):
+        ids = p_ids + tok(cont, add_special_tokens=False).input_ids
+        assert stop(torch.tensor([ids]), None).tolist() == [expect], cont
