@@ -46,9 +46,7 @@ def compliance_gap_figure(summary: dict[str, Any], path: str | Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("fraction of samples")
-    gap = summary["compliance_gap"]
-    gap_txt = "n/a" if math.isnan(_gap(gap)) else f"{100 * gap['value']:+.1f} pts"
-    ax.set_title(f"Generation: compliance gap {gap_txt} (grader: {summary['grader']})", fontsize=9)
+    ax.set_title(gap_title(summary), fontsize=9)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=2, fontsize=7, frameon=False)
     if fc:
         ax2 = axes[0][1]
@@ -74,6 +72,17 @@ def compliance_gap_figure(summary: dict[str, Any], path: str | Path) -> Path:
     fig.savefig(out, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return out
+
+
+def gap_title(summary: dict[str, Any]) -> str:
+    """The bar panel's title: the gap with the basis it is computed on (the bars are over all samples, the
+    paired gap over complete pairs, so the bars need not subtract to it)."""
+    gap = summary["compliance_gap"]
+    if math.isnan(_gap(gap)):
+        return f"Generation: compliance gap n/a (grader: {summary['grader']})"
+    basis = f"{gap['n']} complete pairs" if gap.get("paired", True) else f"{gap['n']} parsed samples, unpaired"
+    return (f"Generation: compliance gap {100 * gap['value']:+.1f} pts over {basis}; bars: all samples "
+            f"(grader: {summary['grader']})")
 
 
 def _gap(g: dict[str, Any]) -> float:

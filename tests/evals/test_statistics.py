@@ -95,3 +95,15 @@ def test_report_readings_share_one_basis():
     assert s["tiers"]["free"]["compliance"] == pytest.approx(1 / 2)  # complete pairs a, b
     line = next(x for x in markdown(s).splitlines() if x.startswith("| free | 66.7%"))
     assert line.split(" | ")[1:4] == ["66.7% [20.8, 93.9]", "66.7% [20.8, 93.9] (n=3)", "66.7%"]
+
+
+def test_figure_title_names_the_gap_basis():
+    """The bars are over all samples, the gap over complete pairs: the title says so (the bars of
+    test_table_rates_subtract_to_the_gap_and_bounds's rows show 75% vs 25%, the gap is 33 pts)."""
+    from evals.alignment_faking.figures import gap_title
+
+    rows = [_row("a", "free", True), _row("a", "paid", False), _row("b", "free", True), _row("b", "paid", True),
+            _row("c", "free", False), _row("c", "paid", False),
+            _row("d", "free", True), _row("d", "paid", None, status="unparseable")]
+    assert "+33.3 pts over 3 complete pairs; bars: all samples" in gap_title(summarize(rows, HEADER))
+    assert "unpaired" in gap_title(summarize(rows, HEADER, paired=False))
