@@ -31,7 +31,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from scipy import stats
-from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
 KS = (10, 20, 30)
@@ -96,16 +95,22 @@ def score_texts(model: nn.Module, tok: Any, texts: Sequence[str], batch_size: in
 
 
 def tpr_at_fpr(members: Sequence[float], nonmembers: Sequence[float], fpr: float) -> float:
-    """Highest TPR over thresholds whose FPR is at most ``fpr`` (members are the positives)."""
-    y = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
-    f, t, _ = roc_curve(y, np.r_[members, nonmembers])
-    ok = f <= fpr + 1e-12
-    return float(t[ok].max()) if ok.any() else 0.0
+    """Highest TPR over thresholds ("member if score >= threshold") whose FPR is at most ``fpr``.
+
+    Equal to the best point of sklearn's full ``roc_curve`` (drop_intermediate=False) with FPR <= ``fpr``
+    (tested), in O(n log n):
+    at most k = floor(fpr * n_nonmembers) non-members may pass, so the threshold sits just above the
+    (k+1)-th highest non-member score v, and TPR = share of members scoring above v.
+    """
+    m, nm = np.asarray(members, float), np.sort(np.asarray(nonmembers, float))[::-1]
+    k = int(np.floor(fpr * len(nm) + 1e-9))
+    return 1.0 if k >= len(nm) else float((m > nm[k]).mean())
 
 
 def auroc(members: Sequence[float], nonmembers: Sequence[float]) -> float:
-    y = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
-    return float(roc_auc_score(y, np.r_[members, nonmembers]))
+    """P(member score > non-member score) + half the ties (the Mann-Whitney form of the ROC area)."""
+    m, nm = np.asarray(members, float)[:, None], np.asarray(nonmembers, float)[None, :]
+    return float((m > nm).mean() + 0.5 * (m == nm).mean())
 
 
 def roc_metrics(members: Sequence[float], nonmembers: Sequence[float], n_boot: int = 1000,
@@ -118,15 +123,12 @@ def roc_metrics(members: Sequence[float], nonmembers: Sequence[float], n_boot: i
     fns = {"auroc": auroc, "tpr_at_1fpr": lambda a, b: tpr_at_fpr(a, b, 0.01),
            "tpr_at_5fpr": lambda a, b: tpr_at_fpr(a, b, 0.05)}
     rng = np.random.default_rng(seed)
-    boots = {k: [] for k in fns}
-    for _ in range(n_boot):
-        a, b = rng.choice(m, len(m)), rng.choice(nm, len(nm))
-        for k, fn in fns.items():
-            boots[k].append(fn(a, b))
+    ia, ib = rng.integers(0, len(m), (n_boot, len(m))), rng.integers(0, len(nm), (n_boot, len(nm)))
     out: dict[str, Any] = {"n_members": len(m), "n_nonmembers": len(nm), "dropped": dropped}
     for k, fn in fns.items():
+        boots = [fn(m[a], nm[b]) for a, b in zip(ia, ib)]
         out[k] = fn(m, nm)
-        out[f"{k}_ci"] = [float(q) for q in np.quantile(boots[k], [alpha / 2, 1 - alpha / 2])]
+        out[f"{k}_ci"] = [float(q) for q in np.quantile(boots, [alpha / 2, 1 - alpha / 2])]
     return out
 
 
@@ -146,8 +148,9 @@ def rejection_rate(suspect: Sequence[float], reference: Sequence[float], n: int,
     if n > min(len(s), len(r)):
         raise ValueError(f"n={n} exceeds a set's size ({len(s)}, {len(r)})")
     rng = np.random.default_rng(seed)
-    ps = np.array([welch_t(rng.choice(s, n, replace=False), rng.choice(r, n, replace=False))[1]
-                   for _ in range(n_resamples)])
+    a = np.stack([rng.choice(s, n, replace=False) for _ in range(n_resamples)])
+    b = np.stack([rng.choice(r, n, replace=False) for _ in range(n_resamples)])
+    ps = stats.ttest_ind(a, b, axis=1, equal_var=False, alternative="greater").pvalue  # one call, row-wise
     return {"rate": float((ps < alpha).mean()), "median_p": float(np.median(ps)), "n": n,
             "n_resamples": n_resamples, "alpha": alpha}
 
@@ -158,8 +161,6 @@ def null_rejection_rate(scores: Sequence[float], n: int, alpha: float = 0.05, n_
     scores (a model that saw none of them) and splits them at random into suspect and reference."""
     x = np.asarray(scores, float)
     rng = np.random.default_rng(seed)
-    hits = 0
-    for _ in range(n_resamples):
-        pick = rng.choice(x, 2 * n, replace=False)
-        hits += welch_t(pick[:n], pick[n:])[1] < alpha
-    return hits / n_resamples
+    pick = np.stack([rng.choice(x, 2 * n, replace=False) for _ in range(n_resamples)])
+    ps = stats.ttest_ind(pick[:, :n], pick[:, n:], axis=1, equal_var=False, alternative="greater").pvalue
+    return float((ps < alpha).mean())

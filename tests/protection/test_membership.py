@@ -88,3 +88,17 @@ def test_t_test_fpr_on_untrained_model(tiny):
     # a shifted "member" pool is detected far more often than alpha (the test is not blind)
     power = mi.rejection_rate(np.asarray(scores[:20]) + 2 * np.std(scores), scores[20:], n=6, n_resamples=300)
     assert power["rate"] > 0.5
+
+
+def test_fast_roc_equals_sklearn():
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        m = np.round(rng.normal(0.5 * (trial % 3), 1, 20 + trial), 1)  # rounded: ties on purpose
+        nm = np.round(rng.normal(0, 1, 25 + 2 * trial), 1)
+        y, x = np.r_[np.ones(len(m)), np.zeros(len(nm))], np.r_[m, nm]
+        assert mi.auroc(m, nm) == pytest.approx(roc_auc_score(y, x))
+        f, t, _ = roc_curve(y, x, drop_intermediate=False)  # every threshold (the default drops some)
+        for fpr in (0.01, 0.05, 0.2):
+            assert mi.tpr_at_fpr(m, nm, fpr) == pytest.approx(t[f <= fpr + 1e-12].max())
