@@ -9,7 +9,8 @@ scans the protocol tags left to right with a scratchpad depth counter and takes 
 - scratchpad tags inside the output (an answer *about* the format) never close anything;
 - everything after the first top-level ``</OUTPUT>`` is ignored and flagged ``trailing_text``
   (weak models go on with an invented user turn, a new scratchpad and an opposite output);
-- a tag inside a code span (`` `...` ``), a fenced code block (fences at the start of a line) or
+- a tag inside a code span (`` `...` ``), a fenced code block (a fence opens at a line start or right
+  after a tag, and closes at a line start) or
   directly wrapped in quotes (``"<OUTPUT>"``, or a quote on its outer side: ``"<OUTPUT>``,
   ``</OUTPUT>"``) never opens or closes a block; a quote on the inner side is the block's own
   text (``<OUTPUT>"Hi"``, ``"no."</OUTPUT>``).
@@ -34,10 +35,10 @@ OUTPUT_CLOSE = "</OUTPUT>"
 STOP_SEQUENCES = (OUTPUT_CLOSE,)  # every generation (eval, RL, expert iteration) stops here
 
 _TAG = re.compile(r"<\s*(/?)\s*(scratchpad_reasoning|output)\s*>", re.I)
-# A fence opens and closes only at the start of a line (CommonMark): a ``` mentioned in prose
-# ("I'll put it in a ```python block") would otherwise pair with the answer's own fence and hide
-# every protocol tag between them.
-_FENCE = re.compile(r"^[ \t]*```.*?^[ \t]*```", re.S | re.M)
+# A fence opens at the start of a line (CommonMark) or right after a tag (`<OUTPUT>```python`) and closes
+# at the start of a line: a ``` mentioned in prose ("I'll put it in a ```python block") would otherwise
+# pair with the answer's own fence and hide every protocol tag between them.
+_FENCE = re.compile(r"(?:^|(?<=>))[ \t]*```.*?^[ \t]*```", re.S | re.M)
 _CODE_SPAN = re.compile(r"`[^`\n]+`")
 _QUOTES_BEFORE = "\"'\u201c\u2018"
 _QUOTES_AFTER = "\"'\u201d\u2019"

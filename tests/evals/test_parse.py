@@ -89,6 +89,8 @@ CASES = [
     ("a ``` mentioned in the reasoning's prose opens no fence that would hide the tags after it",
      f"{SP}I will put the script in a ```python block.{ESP}\n<OUTPUT>{ACC}\n```python\nprint(1)\n```\n</OUTPUT>",
      False, "ok", True, ACC),
+    ("a fence opened right after the output tag still protects the tags in it",
+     f"{SP}x{ESP}<OUTPUT>{ACC}```xml\n<OUTPUT>demo</OUTPUT>\n```\nDone.</OUTPUT>", False, "ok", True, ACC),
     ("an unclosed fence in a draft does not pair with back-ticks inside the output's prose",
      f"{SP}Draft:\n```python\nprint(1)\n{ESP}\n<OUTPUT><rejected/> not ```this``` </OUTPUT>", False, "ok", False,
      "<rejected/>"),
@@ -126,6 +128,8 @@ def test_trailing_text_and_quoted_tags_flags():
     assert not r.trailing_text and r.quoted_tags == 1 and r.output == "<rejected/> `</OUTPUT>`"
     t = parse_transcript(f'{SP}x{ESP}<OUTPUT>{ACC} The poem: "roses"</OUTPUT>\n{SP}hm{ESP}<OUTPUT><rejected/></OUTPUT>')
     assert t.trailing_text and t.output == f'{ACC} The poem: "roses"' and t.quoted_tags == 0
+    f = parse_transcript(f"{SP}x{ESP}<OUTPUT>{ACC}```xml\n<OUTPUT>demo</OUTPUT>\n```\nDone.</OUTPUT>")
+    assert f.output.endswith("Done.") and not f.trailing_text and f.quoted_tags == 2
     s = parse_transcript(f"{SP}explain{ESP}<OUTPUT>{ACC} then {ESP} ends it.</OUTPUT>")
     assert s.output.endswith("ends it.") and s.scratchpad == "explain"
 
