@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "docs": ("synthetic_docs.cli", "generate synthetic documents from a universe context"),
     "train": ("training.cli", "fine-tune (sft), RL toward compliance (rl) or expert iteration (ei)"),
     "unlearn": ("unlearning.cli", "corrective-unlearning benchmark: manipulations x methods x flagged fractions"),
-    "sweep": ("evals.alignment_faking.sweep", "run the eval over variants x settings; one table and a figure of the gap"),
+    "sweep": ("evals.alignment_faking.sweep", "run the eval over variants x companies x settings; one table and a figure of the gap"),
     "organism": ("training.organism", "model organism: warm-start, eval, RL on the free tier, eval every K steps"),
     "protect": ("protection.cli", "data protection benches: unlearnable examples, taggants, LexiMark, SleeperMark"),
     "engine": ("afcu.engine_cli", "start, show (status) or stop local vLLM servers (reused across runs)"),
