@@ -118,6 +118,14 @@ class DiffusionModel:
     def eps(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.denoiser(x, t, self.encoder(tokens))
 
+    def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Tensors only, so a checkpoint loads with ``torch.load(..., weights_only=True)``."""
+        return {"encoder": self.encoder.state_dict(), "denoiser": self.denoiser.state_dict()}
+
+    def load_state_dict(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        self.encoder.load_state_dict(state["encoder"])
+        self.denoiser.load_state_dict(state["denoiser"])
+
 
 def ddpm_loss(model: DiffusionModel, x0: torch.Tensor, tokens: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """The simple epsilon loss (Ho et al. 2020, eq. 14) on one batch."""

@@ -124,12 +124,13 @@ def main(cfg: DiffusionBenchConfig) -> Path:
         t0 = time.time()
         d = ddpm.load_digits_split(seed)
         base_path = ck / f"ddpm_seed{seed}.pt"
-        if base_path.exists():
-            base = torch.load(base_path, weights_only=False)
+        if base_path.exists():  # weights only (a pickled module could run code on load)
+            base = ddpm.new_model(seed, cfg.timesteps)
+            base.load_state_dict(torch.load(base_path, weights_only=True))
         else:
             base = ddpm.train(ddpm.new_model(seed, cfg.timesteps), d["x"], d["y"], cfg.pretrain_steps, seed,
                               desc=f"pre-train seed {seed}")
-            torch.save(base, base_path)
+            torch.save(base.state_dict(), base_path)
         enc, dec = sm.train_codec(d["x"], sm.CodecConfig(n_bits=cfg.n_bits, steps=cfg.codec_steps), seed)
         message = torch.randint(0, 2, (cfg.n_bits,), generator=torch.Generator().manual_seed(10_000 + seed)).float()
         with torch.no_grad():
@@ -165,7 +166,7 @@ def main(cfg: DiffusionBenchConfig) -> Path:
         adv_x = d["x_holdout"].view(-1, 8, 8).flip(-1).reshape(-1, 64)  # the adversary's new data
         for method in ("sleepermark", "naive"):
             model = sm.embed(base, residual, d["x"], d["y"], ecfg, seed, trigger=(method == "sleepermark"))
-            torch.save(model, ck / f"{method}_seed{seed}.pt")
+            torch.save(model.state_dict(), ck / f"{method}_seed{seed}.pt")
             attacked, so_far = copy.deepcopy(model), 0
             for steps in sorted(cfg.adversary_steps):
                 if steps > so_far:

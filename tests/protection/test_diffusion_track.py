@@ -31,3 +31,21 @@ def test_bad_config_fails_before_any_folder(tmp_path):
     with pytest.raises(AfcuError, match="adversary_steps"):
         dt.resolve({"out": str(tmp_path / "r"), "adversary_steps": [-1]}, "test")
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_reloads_the_pretrained_model_from_weights_only(tmp_path):
+    """A seed cut short is redone from its saved base DDPM (tensors only), giving the same rows."""
+    import torch
+
+    base = {"seeds": [0], "timesteps": 10, "pretrain_steps": 20, "codec_steps": 20, "embed_steps": 3,
+            "adversary_steps": [0], "n_eval": 10}
+    clean = dt.main(dt.resolve({**base, "out": str(tmp_path / "clean")}, "test"))
+    resumed = dt.main(dt.resolve({**base, "out": str(tmp_path / "resumed")}, "test"))
+    ck = resumed / "checkpoints" / "ddpm_seed0.pt"
+    assert set(torch.load(ck, weights_only=True)) == {"encoder", "denoiser"}
+    for name in ("results.csv", "FINISHED"):
+        (resumed / name).unlink()
+    dt.main(dt.resolve({**base, "out": str(tmp_path / "resumed")}, "test"))  # takes the base from ck
+    cols = ("method", "bit_acc_trigger", "bit_acc_clean")
+    read = lambda d: [tuple(r.get(c) for c in cols) for r in csv.DictReader((d / "results.csv").open())]  # noqa: E731
+    assert read(resumed) == read(clean)
