@@ -268,9 +268,9 @@ def main(cfg: Config) -> dict[str, Any]:
     if resume is not None and args.process_index == 0:
         _trim_log(run_dir / "logs" / "train_log.jsonl", int(resume.name.split("-")[-1]))
     eval_cb = AlignmentFakingEvalCallback(_eval_spec(cfg, eval_q), tokenizer, run_dir)
-    guard = ZeroVarianceGuard(cfg.zero_std_patience)
-    callbacks = [common.jsonl_logger(run_dir / "logs" / "train_log.jsonl"), eval_cb, guard]
     fmt = forced_format(cfg)
+    guard = ZeroVarianceGuard(cfg.zero_std_patience, forced_tag_choice=fmt is not None and fmt.tag_choice)
+    callbacks = [common.jsonl_logger(run_dir / "logs" / "train_log.jsonl"), eval_cb, guard]
     if fmt is None:
         trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                               processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)

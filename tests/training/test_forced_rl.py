@@ -135,3 +135,10 @@ def test_zero_variance_guard_stops_a_run(tiny_model_dir, tmp_path) -> None:
         summary = main(cfg)
     assert summary["steps"] == 1 and summary["stopped"]["steps_at_one"] == 1
     assert "Fix:" in summary["stopped"]["message"] and summary["frac_reward_zero_std_mean"] == 1.0
+
+
+def test_zero_variance_message_leaves_out_fixes_already_in_use() -> None:
+    from training.guard import fix_message
+
+    assert "forced format" in fix_message(False) and "num_generations" in fix_message(False)
+    assert "forced format" not in fix_message(True) and "num_generations" in fix_message(True)
