@@ -25,6 +25,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,20 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def _save(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` through a temporary file: a run stopped mid-write leaves no half-written
+    checkpoint for the resume to load (it would fail on, or load, a truncated base model)."""
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def main(cfg: DiffusionBenchConfig) -> Path:
     import torch
     from sklearn.linear_model import LogisticRegression
@@ -130,7 +145,7 @@ def main(cfg: DiffusionBenchConfig) -> Path:
         else:
             base = ddpm.train(ddpm.new_model(seed, cfg.timesteps), d["x"], d["y"], cfg.pretrain_steps, seed,
                               desc=f"pre-train seed {seed}")
-            torch.save(base.state_dict(), base_path)
+            _save(base.state_dict(), base_path)
         enc, dec = sm.train_codec(d["x"], sm.CodecConfig(n_bits=cfg.n_bits, steps=cfg.codec_steps), seed)
         message = torch.randint(0, 2, (cfg.n_bits,), generator=torch.Generator().manual_seed(10_000 + seed)).float()
         with torch.no_grad():
@@ -166,7 +181,7 @@ def main(cfg: DiffusionBenchConfig) -> Path:
         adv_x = d["x_holdout"].view(-1, 8, 8).flip(-1).reshape(-1, 64)  # the adversary's new data
         for method in ("sleepermark", "naive"):
             model = sm.embed(base, residual, d["x"], d["y"], ecfg, seed, trigger=(method == "sleepermark"))
-            torch.save(model.state_dict(), ck / f"{method}_seed{seed}.pt")
+            _save(model.state_dict(), ck / f"{method}_seed{seed}.pt")
             attacked, so_far = copy.deepcopy(model), 0
             for steps in sorted(cfg.adversary_steps):
                 if steps > so_far:

@@ -49,3 +49,27 @@ def test_resume_reloads_the_pretrained_model_from_weights_only(tmp_path):
     cols = ("method", "bit_acc_trigger", "bit_acc_clean")
     read = lambda d: [tuple(r.get(c) for c in cols) for r in csv.DictReader((d / "results.csv").open())]  # noqa: E731
     assert read(resumed) == read(clean)
+
+
+def test_a_stop_while_saving_the_base_model_leaves_no_half_written_checkpoint(tmp_path, monkeypatch):
+    """A run stopped inside torch.save of the base DDPM leaves no checkpoint, so the resume pre-trains
+    again instead of loading a truncated file."""
+    import torch
+
+    real_save = torch.save
+
+    def stopped(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        with open(f, "r+b") as fh:
+            fh.truncate(16)  # what a stop part-way through the write leaves
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", stopped)
+    cfg = dt.resolve({"out": str(tmp_path / "run"), "seeds": [0], "timesteps": 10, "pretrain_steps": 2,
+                      "codec_steps": 2, "embed_steps": 1, "adversary_steps": [0], "n_eval": 10}, "test")
+    with pytest.raises(KeyboardInterrupt):
+        dt.main(cfg)
+    assert list((tmp_path / "run" / "checkpoints").iterdir()) == []
+    monkeypatch.setattr(torch, "save", real_save)
+    run_dir = dt.main(cfg)  # resumes: pre-trains the base again
+    assert torch.load(run_dir / "checkpoints" / "ddpm_seed0.pt", weights_only=True)
