@@ -18,7 +18,6 @@ import argparse
 import csv
 import dataclasses
 import io
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from afcu.config import build_parser, config_from_dict, load_yaml
 from afcu.errors import AfcuError
 from afcu.runs import atomic_write_json, atomic_write_text, mark_finished, prepare_run
 from protection.images_data import LABELLINGS, Box, accuracy, fit, n_classes_of, pixel_frac, relabel, surrogate
+from unlearning.metrics import _fmt, read_rows  # the unlearning bench's results.csv reader and cell format
 
 COLUMNS = ["method", "eps", "linf", "pixel_frac", "labelling", "clean_acc", "protected_acc", "p_value",
            "p_value_clean", "alpha", "fpr", "n_models", "n_protected", "seed", "time_s"]
@@ -127,19 +127,6 @@ def load_splits(cfg: ImagesBenchConfig, seed: int) -> tuple[Any, Any, Any]:
     from unlearning.vision import load_digits_splits
 
     return load_digits_splits(seed)
-
-
-def _fmt(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    return f"{v:.6g}" if isinstance(v, float) else v
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
