@@ -68,17 +68,22 @@ def paired_bootstrap_diff(x: Sequence[float], y: Sequence[float], n_boot: int = 
     return bootstrap_mean(a - b, n_boot=n_boot, seed=seed, alpha=alpha)
 
 
-def mcnemar_exact(x: Sequence[bool], y: Sequence[bool]) -> float:
-    """Exact McNemar p-value (binomial test on discordant pairs) for paired binary outcomes.
-
-    ``x[i]`` and ``y[i]`` are the outcomes of pair ``i``. Returns 1.0 when no pair is discordant.
-    """
+def _paired_table(x: Sequence[bool], y: Sequence[bool]) -> tuple[int, int, int, int]:
+    """The 2x2 table ``(a, b, c, d)`` of paired binary outcomes: both, x only, y only, neither."""
     if len(x) != len(y):
         raise ValueError(f"paired samples differ in length: {len(x)} vs {len(y)}")
     a = sum(1 for u, v in zip(x, y) if u and v)
     b = sum(1 for u, v in zip(x, y) if u and not v)
     c = sum(1 for u, v in zip(x, y) if not u and v)
-    d = len(x) - a - b - c
+    return a, b, c, len(x) - a - b - c
+
+
+def mcnemar_exact(x: Sequence[bool], y: Sequence[bool]) -> float:
+    """Exact McNemar p-value (binomial test on discordant pairs) for paired binary outcomes.
+
+    ``x[i]`` and ``y[i]`` are the outcomes of pair ``i``. Returns 1.0 when no pair is discordant.
+    """
+    a, b, c, d = _paired_table(x, y)
     if b + c == 0:
         return 1.0
     return float(mcnemar([[a, b], [c, d]], exact=True).pvalue)
@@ -93,13 +98,8 @@ def newcombe_paired_diff(x: Sequence[bool], y: Sequence[bool], alpha: float = 0.
     ``table`` = ``[a, b, c, d]`` (both, x only, y only, neither); NaNs when there is no pair.
     Checked against Fagerland, Lydersen & Laake (2017), ch. 8 (Cavo et al. 2012: -0.0621, [-0.1186, -0.0046]).
     """
-    if len(x) != len(y):
-        raise ValueError(f"paired samples differ in length: {len(x)} vs {len(y)}")
-    a = sum(1 for u, v in zip(x, y) if u and v)
-    b = sum(1 for u, v in zip(x, y) if u and not v)
-    c = sum(1 for u, v in zip(x, y) if not u and v)
+    a, b, c, d = _paired_table(x, y)
     n = len(x)
-    d = n - a - b - c
     if n == 0:
         return {"value": float("nan"), "ci": [float("nan"), float("nan")], "n": 0, "table": [0, 0, 0, 0]}
     p1, p2 = (a + b) / n, (a + c) / n
