@@ -232,7 +232,11 @@ def _row(method: str, manip: str, fraction: str, n_flagged: int, n_manip: int, s
 
 
 def _key(row: dict[str, Any]) -> tuple[str, str, str, str, str]:
-    return (row["method"], row["manipulation"], str(row["n_manipulated"]), row["fraction"], str(row["seed"]))
+    """A cell's resume key, on the group's configured size (``size``): a manipulation may give a smaller
+    S_m (em_class caps it at the class, taggants use a budget), and ``run_group`` checks the key before
+    it manipulates.  Rows written before the column existed fall back on ``n_manipulated``."""
+    size = row.get("size") if row.get("size") not in (None, "") else row["n_manipulated"]
+    return (row["method"], row["manipulation"], str(size), row["fraction"], str(row["seed"]))
 
 
 def sizes_of(cfg: BenchConfig, manip: str) -> list[int]:
@@ -262,11 +266,11 @@ def run_group(cfg: BenchConfig, track: Any, run_dir: Path, group: tuple[int, str
     n_m = len(md.manipulated_ids)
     model = track.original(md, manip, seed, run_dir)
     if "original" in need_ref:
-        record(_row("original", manip, "", 0, n_m, seed, track.evaluate(model, md, manip), None))
+        record({**_row("original", manip, "", 0, n_m, seed, track.evaluate(model, md, manip), None), "size": size})
     if "oracle" in need_ref:
         s_m, clean = forget_retain(md.train, md.manipulated_ids)
         new, cost = run_method("oracle", model, s_m, clean, make_config("oracle", common))
-        record(_row("oracle", manip, "", n_m, n_m, seed, track.evaluate(new, md, manip), cost))
+        record({**_row("oracle", manip, "", n_m, n_m, seed, track.evaluate(new, md, manip), cost), "size": size})
     for method, fraction in todo:
         flagged = flag(md.manipulated_ids, fraction, seed)
         forget, retain = forget_retain(md.train, flagged)
@@ -276,7 +280,8 @@ def run_group(cfg: BenchConfig, track: Any, run_dir: Path, group: tuple[int, str
         grid = {k: list(v) for k, v in dict(cfg.grids.get(method, {})).items()}
         new, cost, chosen = select_and_run(method, model, forget, retain, mcfg, grid, track.accuracy,
                                            md.tests["val"], cfg.tolerance)
-        row = _row(method, manip, fraction, len(flagged), n_m, seed, track.evaluate(new, md, manip), cost)
+        row = {**_row(method, manip, fraction, len(flagged), n_m, seed, track.evaluate(new, md, manip), cost),
+               "size": size}
         row["chosen"] = ";".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items())
         record(row)
 

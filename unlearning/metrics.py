@@ -24,7 +24,8 @@ import numpy as np
 
 COLUMNS = ["method", "manipulation", "fraction", "n_flagged", "n_manipulated", "seed", "acc_corr", "acc_retain",
            "asr", "asr_clean", "utility", "implant_ppl", "time_s", "passes", "forward", "backward", "chosen",
-           "n_dampened", "frac_dampened", "ownership_p", "asr_lo", "asr_hi", "asr_exact", "n_test"]
+           "n_dampened", "frac_dampened", "ownership_p", "asr_lo", "asr_hi", "asr_exact", "n_test",
+           "size"]  # size: the configured |S_m| of the cell's group (n_manipulated can be smaller: a capped class)
 REFERENCE = ("original", "oracle")  # one row per (manipulation, seed), fraction left empty
 
 

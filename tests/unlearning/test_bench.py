@@ -94,3 +94,32 @@ def test_bad_config_names_the_field(tmp_path):
         _cfg(tmp_path / "x", grids={"ssd": {"alhpa": [1]}})
     with pytest.raises(AfcuError, match="unknown key"):
         bench.resolve({"track": "vision", "fractoins": ["0.1"]}, "test")
+
+
+def test_resume_skips_a_group_whose_manipulation_gives_a_smaller_s_m(tmp_path, monkeypatch):
+    """em_class caps S_m at the class, taggants use a budget: n_manipulated is then below the configured
+    size, and a resume must still find the finished cells (not redo them and append duplicates)."""
+    real_make = bench.make_track
+
+    def capped_track(cfg):
+        track = real_make(cfg)
+        real_manipulate = track.manipulate
+
+        def manipulate(name, seed, size=None):
+            md = real_manipulate(name, seed, size)
+            md.manipulated_ids = md.manipulated_ids[:30]  # fewer than the configured 40
+            return md
+
+        track.manipulate = manipulate
+        return track
+
+    monkeypatch.setattr(bench, "make_track", capped_track)
+    cfg = _cfg(tmp_path / "run", methods=["assd", "oracle"], fractions=["1.0"])
+    run_dir = bench.main(cfg)
+    rows = read_rows(run_dir / "results.csv")
+    assert {r["n_manipulated"] for r in rows} == {"30"} and {r["size"] for r in rows} == {"40"}
+    (run_dir / FINISHED).unlink()
+    calls = []
+    monkeypatch.setattr(bench, "select_and_run", lambda *a, **kw: calls.append(a[0]))
+    bench.main(cfg)
+    assert calls == [] and read_rows(run_dir / "results.csv") == rows
