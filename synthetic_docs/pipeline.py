@@ -148,6 +148,17 @@ def _export(kept: list[dict[str, Any]], cfg: Config, generator_id: str, universe
     tmp.rename(path)
 
 
+def _judge(cfg: Config, model: Any, generator_id: str, cache_only: bool) -> tuple[Any, str]:
+    """The judge and its id: ``--judge`` when given (model ``None`` on a cache-only run), else the generator."""
+    judge, judge_id = model, generator_id
+    if cfg.judge:
+        from inspect_ai.model import get_model
+
+        judge_id, kw = resolve_generator(cfg.judge, cfg.engine, start=not cache_only)
+        judge = None if cache_only else get_model(judge_id, **kw)
+    return judge, judge_id
+
+
 async def _generate(cfg: Config, model: Any, generator_id: str, cache_dir: Path, cache_only: bool) -> tuple:
     universe = load_universe(cfg.universe)
     from afcu.models import resolve_local
@@ -163,23 +174,13 @@ async def _generate(cfg: Config, model: Any, generator_id: str, cache_dir: Path,
                                            StageCache(cache_dir / "documents.jsonl"))
     stage_stats = {"doc_types": st_types, "ideas": st_ideas, "documents": st_docs}
     if cfg.fact_check == "judge":
-        judge, judge_id = model, generator_id
-        if cfg.judge:
-            from inspect_ai.model import get_model
-
-            judge_id, kw = resolve_generator(cfg.judge, cfg.engine, start=not cache_only)
-            judge = None if cache_only else get_model(judge_id, **kw)
+        judge, judge_id = _judge(cfg, model, generator_id, cache_only)
         stage_stats["judge"] = await stages.judge_facts(judge, judge_id, universe, docs, s,
                                                         StageCache(cache_dir / "judge.jsonl"))
     if cfg.leak_check == "judge":
         from synthetic_docs.leak_judge import judge_leaks
 
-        judge, judge_id = model, generator_id
-        if cfg.judge:
-            from inspect_ai.model import get_model
-
-            judge_id, kw = resolve_generator(cfg.judge, cfg.engine, start=not cache_only)
-            judge = None if cache_only else get_model(judge_id, **kw)
+        judge, judge_id = _judge(cfg, model, generator_id, cache_only)
         stage_stats["leak_judge"] = await judge_leaks(judge, judge_id, universe, docs, cfg.concurrency,
                                                       cfg.max_tokens_list, StageCache(cache_dir / "leak_judge.jsonl"),
                                                       cache_only)
