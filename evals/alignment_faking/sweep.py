@@ -25,7 +25,6 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from afcu import stats
 from afcu.config import build_parser, config_from_args
 from afcu.errors import AfcuError
 from afcu.runs import atomic_write_json, atomic_write_text, is_finished, mark_finished, prepare_run
@@ -113,6 +112,7 @@ def _table(rows: list[dict[str, Any]]) -> tuple[str, str]:
 
 
 def main(cfg: Any) -> dict[str, Any]:
+    from afcu import stats  # scipy/statsmodels: imported here, so `afcu sweep --help` stays fast
     from evals.alignment_faking import run as eval_run
     from evals.alignment_faking.figures import sweep_figure
 

@@ -53,3 +53,15 @@ def test_sweep_shares_eval_options_and_checks_every_cell_first(tmp_path, capsys)
     assert [(c["setting"], c["variant"]) for c in grid] == [("helpful_only", "default"), ("animal_welfare", "default"),
                                                             ("animal_welfare", "no_best_for_humanity")]
     assert len(skipped) == 1 and skipped[0].startswith("helpful_only/no_best_for_humanity")
+
+
+def test_sweep_help_loads_no_statistics_stack():
+    """`afcu sweep --help` builds its parser without importing scipy/statsmodels (seconds of start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from afcu.cli import main\n"
+            "try:\n    main(['sweep', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('statsmodels', 'scipy.stats') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
