@@ -132,10 +132,11 @@ def follows_protocol(name: str) -> bool:
 
 
 def write_model_card(folder: str | Path, base: str) -> None:
-    """Record in a trained model folder whether its base model follows the protocol."""
-    import json
+    """Record in a trained model folder whether its base model follows the protocol (written atomically:
+    a half-written card would make every later ``--format auto`` fail to read it)."""
+    from afcu.runs import atomic_write_json
 
-    (Path(folder) / MODEL_CARD).write_text(json.dumps({"base": base, "follows_protocol": follows_protocol(base)}) + "\n")
+    atomic_write_json(Path(folder) / MODEL_CARD, {"base": base, "follows_protocol": follows_protocol(base)})
 
 
 def list_models() -> list[dict[str, str]]:
