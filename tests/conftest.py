@@ -8,6 +8,7 @@ milliseconds.  Tests never fetch from a model hub.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -27,6 +28,18 @@ def shared_file(rel: str) -> Path:
     if not p.exists():
         pytest.skip(f"{p} not present (shared data exists only in the afcu workplace)")
     return p
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback port free right now, for a multi-process test's rendezvous.
+
+    A fixed port (29531, ...) fails when two test runs share the machine: the second run's
+    rendezvous meets the first's and a rank aborts.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -25,11 +25,11 @@ def _env(**kw):
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **kw}
 
 
-def _accelerate() -> list[str]:
+def _accelerate(port: int) -> list[str]:
     exe = Path(sys.executable).with_name("accelerate")
     if not exe.exists():
         pytest.skip("accelerate launcher not installed")
-    return [str(exe), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29531"]
+    return [str(exe), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(port)]
 
 
 def _cells(run_dir: Path) -> list[tuple]:
@@ -38,10 +38,10 @@ def _cells(run_dir: Path) -> list[tuple]:
 
 
 @pytest.mark.multiproc
-def test_accelerate_launch_bench_matches_one_process_and_ranks_write_apart(tmp_path):
+def test_accelerate_launch_bench_matches_one_process_and_ranks_write_apart(tmp_path, free_port):
     two, one, logs = tmp_path / "two", tmp_path / "one", tmp_path / "logs"
     logs.mkdir()
-    proc = subprocess.run([*_accelerate(), str(HERE / "dist_bench.py"), *BENCH_ARGS, "--out", str(two)],
+    proc = subprocess.run([*_accelerate(free_port), str(HERE / "dist_bench.py"), *BENCH_ARGS, "--out", str(two)],
                           env=_env(AFCU_WRITE_LOG=str(logs)), capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     from unlearning.cli import bench_main
@@ -56,13 +56,13 @@ def test_accelerate_launch_bench_matches_one_process_and_ranks_write_apart(tmp_p
 
 
 @pytest.mark.multiproc
-def test_two_process_importance_matches_one_process(tmp_path):
+def test_two_process_importance_matches_one_process(tmp_path, free_port):
     sys.path.insert(0, str(HERE))
     from dist_importance import compute
 
     out = tmp_path / "imp.pt"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29517", str(HERE / "dist_importance.py"), str(out)],
+                           "--master_port", str(free_port), str(HERE / "dist_importance.py"), str(out)],
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     two = torch.load(out, weights_only=True)
@@ -74,7 +74,7 @@ def test_two_process_importance_matches_one_process(tmp_path):
 
 
 @pytest.mark.multiproc
-def test_fsdp_importance_equals_one_process_with_the_doubled_batch(tmp_path, tiny_model_dir):
+def test_fsdp_importance_equals_one_process_with_the_doubled_batch(tmp_path, tiny_model_dir, free_port):
     sys.path.insert(0, str(HERE))
     from dist_fsdp import llm_data
 
@@ -82,7 +82,7 @@ def test_fsdp_importance_equals_one_process_with_the_doubled_batch(tmp_path, tin
 
     out = tmp_path / "fsdp.pt"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29523", str(HERE / "dist_fsdp.py"), str(tiny_model_dir), str(out), "3"],
+                           "--master_port", str(free_port), str(HERE / "dist_fsdp.py"), str(tiny_model_dir), str(out), "3"],
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = torch.load(out, weights_only=True)
