@@ -27,4 +27,12 @@ if __name__ == "__main__":
     imp = compute()
     if dist.get_rank() == 0:
         torch.save(imp, sys.argv[1])
+    dist.barrier()
     dist.destroy_process_group()
+    # The work is done and saved.  On this torch (2.13, CPU, gloo) about one 2-process run in three then
+    # aborted during interpreter teardown ("terminate called without an active exception", no Python
+    # frame; not seen without the process group or without the backward passes), so leave without
+    # running C++ static destructors.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
