@@ -111,12 +111,35 @@ def resolve(data: dict[str, Any], source: str) -> ImagesBenchConfig:
         config_from_dict(cls, dict(getattr(cfg, key)), f"{source}: field '{key}'")
     from protection.taggants import TaggantsConfig
 
-    config_from_dict(TaggantsConfig, dict(cfg.taggants), f"{source}: field 'taggants'")
+    tag = config_from_dict(TaggantsConfig, dict(cfg.taggants), f"{source}: field 'taggants'")
+    _check_numbers(cfg, tag, source)
     if cfg.dataset == "cifar10":
         from unlearning.cifar import find_folder
 
         find_folder(cfg.data_dir)
     return cfg
+
+
+def _check_numbers(cfg: ImagesBenchConfig, tag: Any, source: str) -> None:
+    """Numbers that would crash mid-run or give a degenerate table, refused before the run folder exists."""
+    checks = [
+        ("seeds", all(s >= 0 for s in cfg.seeds) and len(set(cfg.seeds)) == len(cfg.seeds) and cfg.seeds,
+         "give distinct seeds >= 0, e.g. --seeds 0 1 2"),
+        ("epochs", cfg.epochs >= 1, "give at least 1 training epoch"),
+        ("lr", cfg.lr > 0, "give a positive learning rate, e.g. 3e-3"),
+        ("device", cfg.device in ("auto", "cpu", "cuda"), "give auto, cpu or cuda"),
+        ("taggants.eps", 0 < tag.eps <= 1, "give a budget in (0, 1], e.g. 0.125"),
+        ("taggants.alpha", 0 < tag.alpha < 1, "give a test level in (0, 1), e.g. 0.05"),
+        ("taggants.budget", 0 < tag.budget <= 1, "give a share of training images in (0, 1], e.g. 0.05"),
+        ("taggants.n_keys", tag.n_keys >= 1, "give at least 1 key"),
+        ("taggants.top_k", tag.top_k >= 1, "give top_k >= 1"),
+        ("taggants.n_clean_models", tag.n_clean_models >= 1, "give at least 1 clean model"),
+    ]
+    for name, ok, fix in checks:
+        if not ok:
+            raise AfcuError(f"{source}: field '{name}': {fix}")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise AfcuError(f"{source}: field 'device': cuda is not available on this machine; give auto or cpu")
 
 
 def load_splits(cfg: ImagesBenchConfig, seed: int) -> tuple[Any, Any, Any]:

@@ -49,6 +49,18 @@ def test_bad_config_fails_before_the_run_folder(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("override, field", [
+    ({"seeds": [-1]}, "seeds"), ({"seeds": [0, 0]}, "seeds"), ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"),
+    ({"device": "tpu"}, "device"), ({"taggants": {"eps": 0.0}}, "taggants.eps"),
+    ({"taggants": {"alpha": 1.5}}, "taggants.alpha"), ({"taggants": {"budget": 0.0}}, "taggants.budget"),
+])
+def test_numbers_that_would_crash_or_degenerate_are_refused_first(tmp_path, override, field):
+    """Each once crashed mid-run or ran to a meaningless table (a fresh user's check of the quick bench)."""
+    with pytest.raises(AfcuError, match=f"field '{field}'"):
+        images_track.resolve({"quick": True, **override, "out": str(tmp_path / "r")}, "cfg.yaml")
+    assert not (tmp_path / "r").exists()
+
+
 def test_em_class_manipulation_protects_one_class():
     train, _, test = load_digits_splits(0)
     md = MANIPULATIONS.get("em_class")(train, test, ManipulationConfig(target_class=2, n_manipulated=50), 0)
