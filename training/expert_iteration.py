@@ -10,6 +10,8 @@ read the same way (x axis: iteration)::
 
     afcu train ei --config configs/rl/ei_quick.yaml
 
+Each iteration writes ``samples.jsonl`` (every sample, without its prompt) and ``kept.jsonl``
+(the kept pairs with their prompts: what SFT trained on).
 Resume: a finished iteration leaves ``iterations/iter-N/DONE`` and its model; a re-run
 continues after the last finished iteration.
 """
@@ -166,6 +168,8 @@ def main(cfg: Config) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "samples.jsonl", "".join(
             json.dumps({**{k: v for k, v in r.items() if k != "prompt"}, "kept": r in kept}) + "\n" for r in rows))
+        # the (prompt, completion) pairs this iteration fine-tunes on: S_m of `afcu unlearn bench --track organism`
+        atomic_write_text(folder / "kept.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
         loss = _sft(model, tokenizer, kept, cfg, folder, it) if kept else None
         model.save_pretrained(folder / "model")
         tokenizer.save_pretrained(folder / "model")
