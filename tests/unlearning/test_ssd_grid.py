@@ -62,10 +62,11 @@ def test_grid_computes_the_importance_once_per_cell(poisoned):
         assert sorted(c["lam"] / a for c in cands if c["alpha"] == a) == pytest.approx([0.1, 1.0, 10.0])
     new, cost, chosen = select_and_run("ssd", model, forget, retain, cfg, SSD_GRID, task.accuracy, val, 0.02)
     n_d = len(forget) + len(retain)
-    # importance once (a pass over D and one over S_f), then per candidate one evaluation
-    # forward pass over val and S_f
+    # importance once (a pass over D and one over S_f), then at most one evaluation forward pass
+    # over val and S_f per candidate (selection.py skips those that cannot change the choice;
+    # test_selection_exact.py checks the exact count)
     assert cost.backward == n_d + len(forget)
-    assert cost.forward == n_d + len(forget) + len(cands) * (len(val) + len(forget))
+    assert n_d + len(forget) < cost.forward <= n_d + len(forget) + len(cands) * (len(val) + len(forget))
     # the chosen model is the shared importance dampened with the chosen (alpha, lambda)
     st = ssd_state(copy.deepcopy(model), forget, retain, cfg)
     expect = copy.deepcopy(model)
