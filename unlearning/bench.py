@@ -35,7 +35,8 @@ from unlearning import distributed
 from unlearning.flagging import SINGLE, flag, forget_retain
 from unlearning.methods import METHODS, MethodConfig, run_method
 from unlearning.methods.base import config_fields as method_fields, make_config
-from unlearning.metrics import markdown_table, read_rows, rows_to_csv, summarize, summary_table
+from unlearning.metrics import (markdown_table, membership_summary, membership_table, read_rows, rows_to_csv,
+                                summarize, summary_table)
 from unlearning.selection import grid_fields, select_and_run
 
 
@@ -48,7 +49,9 @@ def all_methods() -> list[str]:
 class BenchConfig:
     """One benchmark run (``afcu unlearn bench``)."""
 
-    track: str = field(default="vision", metadata={"help": "vision or llm"})
+    track: str = field(default="vision", metadata={"help": "vision, llm or organism"})
+    organism: str = field(default="", metadata={
+        "help": "organism track: the `afcu train ei` run folder to unlearn (its kept compliant completions are S_m)"})
     out: str = field(default="", metadata={"help": "run folder (default runs/unlearn-<track>[-quick])"})
     quick: bool = field(default=False, metadata={"help": "1 seed, fewer fractions (a smoke run in minutes)"})
     dataset: str = field(default="digits", metadata={"help": "vision: digits (CPU) or cifar10 (local folder)"})
@@ -69,6 +72,11 @@ class BenchConfig:
     method_args: dict = field(default_factory=dict, metadata={
         "help": "method -> its own config fields, e.g. {npo: {beta: 0.2}} (YAML)"})
     llm: dict = field(default_factory=dict, metadata={"help": "llm track data/eval overrides (YAML)"})
+    verify: str = field(default="none", metadata={
+        "help": "none, or membership (llm track): LexiMark-watermark S_m, report membership AUROC of S_f and "
+                "of the unflagged S_m after each method (unlearning/llm_verify.py)"})
+    membership: dict = field(default_factory=dict, metadata={
+        "help": "--verify membership options: protection/unlearn_verify.MembershipConfig fields (YAML)"})
     grids: dict = field(default_factory=dict, metadata={
         "help": "method -> {config field: [candidates]} chosen by the selection rule (YAML)"})
     tolerance: float = field(default=0.02, metadata={
@@ -96,9 +104,20 @@ TRACK_DEFAULTS: dict[str, dict[str, Any]] = {
             # small lr x steps grids for the gradient methods, under the same selection rule
             "grids": {"ssd": SSD_GRID, "lfssd": SSD_GRID,
                       **{m: {"lr": [2e-5, 1e-4], "forget_epochs": [2, 5]} for m in GRADIENT_METHODS}}},
+    # organism (organism_track.py): D = the pairs an EI run fine-tuned on (~10^3-token prompts: small batches)
+    "organism": {"seeds": [0], "manipulations": [], "fractions": ["0.25", "0.5", "0.75"],
+                 "method": {"lr": 5e-5, "batch_size": 2, "epochs": 1, "forget_epochs": 3},
+                 "method_args": {m: {"importance_batch_size": 2} for m in ("ssd", "lfssd", "assd")}
+                 | {"cf_k": {"k": 2}, "eu_k": {"k": 2}, "scrub": {"temperature": 1.0},
+                    "bad_teacher": {"temperature": 1.0}},
+                 "grids": {"ssd": SSD_GRID, "lfssd": SSD_GRID,
+                           **{m: {"lr": [2e-5, 1e-4], "forget_epochs": [2, 5]} for m in GRADIENT_METHODS}}},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "vision": {"seeds": [0], "fractions": ["0.1", "0.5", "1.0"]},
+    # organism --quick: f = 0.5, retrain plus the cheap methods (each model is evaluated in both tiers)
+    "organism": {"fractions": ["0.5"], "methods": ["retrain", "ssd", "gradient_ascent", "npo"],
+                 "grids": {"ssd": SSD_GRID, **{m: {"lr": [2e-5, 1e-4]} for m in GRADIENT_METHODS}}},
     # llm --quick: one seed, f = 0.5, the methods that fit 20 minutes on a shared 2-core CPU
     # (retrain/oracle/eu_k re-fine-tune the whole model and are left to the full run)
     "llm": {"seeds": [0], "fractions": ["0.5"], "methods": ["ssd", "assd", "gradient_ascent", "npo"],
@@ -110,7 +129,7 @@ def resolve(data: dict[str, Any], source: str) -> BenchConfig:
     """Layer track defaults, then --quick, under ``data`` (YAML + flags); unknown keys raise AfcuError."""
     track = data.get("track", "vision")
     if track not in TRACK_DEFAULTS:
-        raise AfcuError(f"{source}: field 'track': {track!r} is not vision or llm")
+        raise AfcuError(f"{source}: field 'track': {track!r} is not vision, llm or organism")
     merged: dict[str, Any] = dict(TRACK_DEFAULTS[track])
     if data.get("quick"):
         merged.update(QUICK[track])
@@ -119,8 +138,13 @@ def resolve(data: dict[str, Any], source: str) -> BenchConfig:
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
+    if merged.get("verify", "none") != "none":  # the passages need room: llm_verify.VERIFY_MAX_LEN under train
+        from unlearning.llm_verify import VERIFY_MAX_LEN
+
+        merged["train"] = {"max_len": VERIFY_MAX_LEN, **dict(merged.get("train") or {})}
     if not merged.get("out"):
-        merged["out"] = f"runs/unlearn-{track}" + ("-quick" if merged.get("quick") else "")
+        merged["out"] = (f"runs/unlearn-{track}" + ("-membership" if merged.get("verify", "none") != "none" else "")
+                         + ("-quick" if merged.get("quick") else ""))
     cfg = config_from_dict(BenchConfig, merged, source)
     for m in cfg.methods:
         METHODS.get(m)
@@ -158,6 +182,7 @@ def validate(cfg: BenchConfig, source: str = "command line") -> None:
     if not cfg.seeds or any(s < 0 for s in cfg.seeds):
         raise AfcuError(f"{source}: field 'seeds': {cfg.seeds} must be integers >= 0 (e.g. --seeds 0 1 2)")
     once("seeds", list(cfg.seeds))
+    validate_verify(cfg, source)
     if not cfg.fractions:
         raise AfcuError(f"{source}: field 'fractions': give at least one (e.g. --fractions single 0.5 1.0)")
     for f in cfg.fractions:
@@ -171,8 +196,8 @@ def validate(cfg: BenchConfig, source: str = "command line") -> None:
     once("fractions", [f if f == SINGLE else float(f) for f in cfg.fractions])
     once("methods", list(cfg.methods))
     once("manipulations", list(cfg.manipulations))
-    fits = {"vision": IMAGE_MANIPULATIONS, "llm": TEXT_MANIPULATIONS}[cfg.track]
-    for m in cfg.manipulations:
+    fits = {"vision": IMAGE_MANIPULATIONS, "llm": TEXT_MANIPULATIONS}.get(cfg.track, ())
+    for m in cfg.manipulations if cfg.track != "organism" else ():  # organism_track.validate refuses any
         if m not in MANIPULATIONS:
             raise AfcuError(f"{source}: field 'manipulations': unknown manipulation {m!r}; "
                             f"known: {', '.join(MANIPULATIONS.names())}")
@@ -205,13 +230,46 @@ def validate(cfg: BenchConfig, source: str = "command line") -> None:
 
         config_from_dict(LLMTask, {"device": "cpu", "model_dir": cfg.model, **cfg.train}, f"{source}: field 'train'")
         config_from_dict(LLMData, dict(cfg.llm), f"{source}: field 'llm'")
+    elif cfg.track == "organism":
+        from unlearning.organism_track import validate as validate_organism
+
+        validate_organism(cfg, source)  # the EI run folder, S_m, options and fractions
     else:
         from unlearning.vision import VisionTask
 
         config_from_dict(VisionTask, {"device": "cpu", **cfg.train}, f"{source}: field 'train'")
 
 
+def validate_verify(cfg: BenchConfig, source: str = "command line") -> None:
+    """``verify``: none, or membership on the llm track with manipulations that carry documents."""
+    if cfg.verify not in ("none", "membership"):
+        raise AfcuError(f"{source}: field 'verify': {cfg.verify!r} is not none or membership")
+    if cfg.verify == "none":
+        if cfg.membership:
+            raise AfcuError(f"{source}: field 'membership' is set but 'verify' is none; add --verify membership")
+        return
+    if cfg.track != "llm":
+        raise AfcuError(f"{source}: field 'verify': membership verification needs --track llm (its documents are "
+                        f"text to watermark); --track {cfg.track} has none, drop --verify")
+    from protection.leximark import LexiMarkConfig
+    from protection.unlearn_verify import MembershipConfig
+    from unlearning.llm_track import LLMData
+    from unlearning.llm_verify import VERIFIABLE
+
+    mcfg = config_from_dict(MembershipConfig, dict(cfg.membership), f"{source}: field 'membership'")
+    config_from_dict(LexiMarkConfig, dict(mcfg.leximark), f"{source}: field 'membership.leximark'")
+    bad = [m for m in cfg.manipulations if m not in VERIFIABLE]
+    if bad:
+        raise AfcuError(f"{source}: field 'manipulations': --verify membership needs documents to watermark; "
+                        f"{', '.join(bad)} has none (use {' or '.join(VERIFIABLE)})")
+    n_test = config_from_dict(LLMData, dict(cfg.llm), f"{source}: field 'llm'").n_test
+    if "trigger_backdoor" in cfg.manipulations and mcfg.n_reference > n_test:
+        raise AfcuError(f"{source}: field 'membership': n_reference {mcfg.n_reference} exceeds llm.n_test {n_test} "
+                        "(the reference records use held-out prompts); lower it or raise llm.n_test")
+
+
 def make_track(cfg: BenchConfig) -> Any:
+    """The vision or llm track (the organism track runs its own sweep: ``organism_track.main``)."""
     if cfg.track == "vision":
         from unlearning.vision_track import VisionTrack
 
@@ -251,6 +309,13 @@ def groups(cfg: BenchConfig) -> list[tuple[int, str, int]]:
     return [(seed, manip, size) for seed in cfg.seeds for manip in cfg.manipulations for size in sizes_of(cfg, manip)]
 
 
+def evaluate(cfg: BenchConfig, track: Any, model: Any, md: Any, manip: str, flagged: np.ndarray) -> dict[str, Any]:
+    """The track's metrics of one row; under --verify the row's flagged ids go in too (membership of S_f)."""
+    if cfg.verify == "none":
+        return track.evaluate(model, md, manip)
+    return track.evaluate(model, md, manip, flagged=flagged)
+
+
 def run_group(cfg: BenchConfig, track: Any, run_dir: Path, group: tuple[int, str, int],
               done: set, record: Any) -> None:
     """Every missing cell of one (seed, manipulation, size) group; ``record(row)`` is called per cell."""
@@ -266,11 +331,14 @@ def run_group(cfg: BenchConfig, track: Any, run_dir: Path, group: tuple[int, str
     n_m = len(md.manipulated_ids)
     model = track.original(md, manip, seed, run_dir)
     if "original" in need_ref:
-        record({**_row("original", manip, "", 0, n_m, seed, track.evaluate(model, md, manip), None), "size": size})
+        none = np.array([], dtype=np.int64)
+        record({**_row("original", manip, "", 0, n_m, seed, evaluate(cfg, track, model, md, manip, none), None),
+                "size": size})
     if "oracle" in need_ref:
         s_m, clean = forget_retain(md.train, md.manipulated_ids)
         new, cost = run_method("oracle", model, s_m, clean, make_config("oracle", common))
-        record({**_row("oracle", manip, "", n_m, n_m, seed, track.evaluate(new, md, manip), cost), "size": size})
+        metrics = evaluate(cfg, track, new, md, manip, md.manipulated_ids)  # the oracle forgot all of S_m
+        record({**_row("oracle", manip, "", n_m, n_m, seed, metrics, cost), "size": size})
     for method, fraction in todo:
         flagged = flag(md.manipulated_ids, fraction, seed)
         forget, retain = forget_retain(md.train, flagged)
@@ -280,8 +348,8 @@ def run_group(cfg: BenchConfig, track: Any, run_dir: Path, group: tuple[int, str
         grid = {k: list(v) for k, v in dict(cfg.grids.get(method, {})).items()}
         new, cost, chosen = select_and_run(method, model, forget, retain, mcfg, grid, track.accuracy,
                                            md.tests["val"], cfg.tolerance)
-        row = {**_row(method, manip, fraction, len(flagged), n_m, seed, track.evaluate(new, md, manip), cost),
-               "size": size}
+        row = {**_row(method, manip, fraction, len(flagged), n_m, seed, evaluate(cfg, track, new, md, manip, flagged),
+                      cost), "size": size}
         row["chosen"] = ";".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items())
         record(row)
 
@@ -292,6 +360,10 @@ def main(cfg: BenchConfig) -> Path:
     Under several processes the groups are split across ranks and rank 0 alone writes
     (``distributed.py``); every rank returns the run folder.
     """
+    if cfg.track == "organism":  # per-tier compliance rows, not the Acc_corr cells below
+        from unlearning import organism_track
+
+        return organism_track.main(cfg)
     if cfg.track == "vision" and cfg.dataset == "cifar10":
         from unlearning.cifar import find_folder
 
@@ -345,6 +417,10 @@ def finish(run_dir: Path) -> dict[str, Any]:
     """Write summary.json, table.md and figures from results.csv; mark the run finished."""
     from unlearning.figures import plot_run
 
+    if yaml_track(run_dir) == "organism":
+        from unlearning.organism_report import finish as finish_organism
+
+        return finish_organism(run_dir)
     rows = read_rows(run_dir / "results.csv")
     summary = {"summary": summarize(rows), "n_rows": len(rows)}
     atomic_write_json(run_dir / "summary.json", summary)
@@ -353,11 +429,30 @@ def finish(run_dir: Path) -> dict[str, Any]:
     table += "\n## Acc_retain (mean±std over seeds)\n\n" + markdown_table(rows, "acc_retain")
     if any(r.get("asr") not in (None, "") for r in rows):
         table += "\n## Attack success rate (mean±std over seeds)\n\n" + markdown_table(rows, "asr")
+    from unlearning.metrics import cost_ratio_table
+
+    ratios = cost_ratio_table(rows)
+    if ratios:  # per cell: the method's passes (selection included) / retrain's, same setting, f and seed
+        table += "\n## Passes / retrain's (same setting, fraction and seed; mean and max over seeds)\n\n" + ratios
+    if any(r.get("mia_n_reference") not in (None, "") for r in rows):  # --verify membership
+        summary["membership"] = membership_summary(rows)
+        table += ("\n## Membership AUROC against never-trained reference records (--verify membership; "
+                  "0.5 = never seen)\n\n" + membership_table(rows))
     atomic_write_text(run_dir / "table.md", table)
     summary["figures"] = [str(p) for p in plot_run(run_dir)]
     atomic_write_json(run_dir / "summary.json", summary)
     mark_finished(run_dir)
     return summary
+
+
+def yaml_track(run_dir: Path) -> str:
+    """The ``track`` of a run folder's config.yaml (vision when unreadable)."""
+    import yaml
+
+    try:
+        return str((yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}).get("track", "vision"))
+    except (OSError, yaml.YAMLError, AttributeError):
+        return "vision"
 
 
 def config_fields() -> list[str]:

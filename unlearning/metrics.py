@@ -27,6 +27,12 @@ COLUMNS = ["method", "manipulation", "fraction", "n_flagged", "n_manipulated", "
            "n_dampened", "frac_dampened", "ownership_p", "asr_lo", "asr_hi", "asr_exact", "n_test",
            "size"]  # size: the configured |S_m| of the cell's group (n_manipulated can be smaller: a capped class)
 REFERENCE = ("original", "oracle")  # one row per (manipulation, seed), fraction left empty
+# --verify membership (unlearning/llm_verify.py): membership AUROC of S_f, of the unflagged S_m and of the
+# never-trained control, each against the reference records, with 95% bootstrap CIs, Welch p and n
+MIA_PARTS = ("flagged", "unflagged", "control")
+MIA_COLUMNS = ["mia_score", *(f"mia_auroc_{p}{s}" for p in MIA_PARTS for s in ("", "_lo", "_hi")),
+               *(f"mia_p_{p}" for p in MIA_PARTS), "mia_n_flagged", "mia_n_unflagged", "mia_n_reference"]
+COLUMNS += MIA_COLUMNS
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -37,12 +43,15 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         return list(csv.DictReader(fh))
 
 
-def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+def rows_to_csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    # default: COLUMNS, the mia_* ones only in --verify membership runs (other runs keep their header)
+    cols = list(columns) if columns is not None else COLUMNS if any(
+        r.get("mia_n_reference") not in (None, "") for r in rows) else [c for c in COLUMNS if c not in MIA_COLUMNS]
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
+        w.writerow({k: _fmt(r.get(k)) for k in cols})
     return buf.getvalue()
 
 
@@ -162,7 +171,84 @@ def markdown_table(rows: list[dict[str, Any]], metric: str = "acc_corr") -> str:
     return "\n".join(lines) + "\n"
 
 
+def cost_ratio_table(rows: list[dict[str, Any]], methods: tuple[str, ...] | None = None) -> str:
+    """Passes relative to ``retrain``'s in the same setting, fraction and seed (mean, max over seeds), as Markdown.
+
+    A cell's passes include its selection (every candidate's work and evaluations); the column
+    ``all f`` is the mean passes over the setting's cells divided by retrain's (summary.json's
+    ``passes_vs_retrain``).  ``methods`` keeps only those (default: every method but the references).
+    """
+    base = {(setting(r), r["fraction"], r["seed"]): num(r["passes"]) for r in rows if r["method"] == "retrain"}
+    cur: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        key = (setting(r), r["fraction"], r["seed"])
+        keep = r["method"] not in (*REFERENCE, "retrain") and (methods is None or r["method"] in methods)
+        if keep and base.get(key):
+            cur[(setting(r), r["method"])][r["fraction"]].append(num(r["passes"]) / base[key])
+    if not cur:
+        return ""
+    fracs = sorted({f for by_f in cur.values() for f in by_f}, key=lambda f: 0.0 if f == "single" else float(f))
+    lines = ["| setting | method | " + " | ".join(f"f={f}" for f in fracs) + " | all f |",
+             "|" + "---|" * (len(fracs) + 3)]
+    total = summarize(rows)
+    for (manip, method), by_f in sorted(cur.items()):
+        cells = [f"{np.mean(by_f[f]):.3f} (max {max(by_f[f]):.3f})" if by_f.get(f) else "" for f in fracs]
+        lines.append(f"| {manip} | {method} | " + " | ".join(cells)
+                     + f" | {total.get(manip, {}).get(method, {}).get('passes_vs_retrain', '')} |")
+    return "\n".join(lines) + "\n"
+
+
 def _cell(vals: list[float]) -> str:
     """``mean±std`` over the non-missing values, or '' when there are none."""
     v = np.asarray([x for x in vals if not math.isnan(x)], dtype=float)
     return f"{v.mean():.3f}±{v.std():.3f}" if len(v) else ""
+
+
+def membership_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """--verify membership: setting -> ``method`` or ``method@f=<fraction>`` -> seed means of the AUROCs and n."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r.get("mia_n_reference") not in (None, ""):
+            groups[(setting(r), r["method"] + (f"@f={r['fraction']}" if r["fraction"] else ""))].append(r)
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (manip, key), rs in sorted(groups.items()):
+        entry: dict[str, Any] = {"score": rs[0]["mia_score"], "n_seeds": len(rs),
+                                 "n_reference": int(num(rs[0]["mia_n_reference"]))}
+        for part in MIA_PARTS:
+            vals = [num(r[f"mia_auroc_{part}"]) for r in rs if r.get(f"mia_auroc_{part}") not in (None, "")]
+            entry[f"auroc_{part}"] = round(float(np.mean(vals)), 4) if vals else None
+        entry["n_flagged"], entry["n_unflagged"] = int(num(rs[0]["mia_n_flagged"])), int(num(rs[0]["mia_n_unflagged"]))
+        out[manip][key] = entry
+    return dict(out)
+
+
+def _mia_cell(rs: list[dict[str, Any]], part: str) -> str:
+    """One seed: ``AUROC [lo, hi]``; several: ``mean±std (k seeds)``; '' when the part is empty."""
+    vals = [num(r[f"mia_auroc_{part}"]) for r in rs if r.get(f"mia_auroc_{part}") not in (None, "")]
+    if not vals:
+        return ""
+    if len(vals) == 1:
+        r = rs[0]
+        return f"{vals[0]:.3f} [{num(r[f'mia_auroc_{part}_lo']):.2f}, {num(r[f'mia_auroc_{part}_hi']):.2f}]"
+    return f"{np.mean(vals):.3f}±{np.std(vals):.3f} ({len(vals)} seeds)"
+
+
+def membership_table(rows: list[dict[str, Any]]) -> str:
+    """--verify membership as Markdown: per setting, method and fraction, the membership AUROC of the
+    flagged and of the unflagged manipulated records and the never-trained control's, each against the
+    reference records (0.5 = indistinguishable from never-seen records)."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r.get("mia_n_reference") not in (None, ""):
+            groups[(setting(r), r["method"], r["fraction"])].append(r)
+    lines = ["| setting | method | f | score | AUROC flagged [95% CI] | n flagged | AUROC unflagged [95% CI] | "
+             "n unflagged | control (never trained) on the flagged [95% CI] | n reference |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    order = {m: i for i, m in enumerate(REFERENCE)}
+    for (manip, method, frac), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 9),
+                                                                           kv[0][1], kv[0][2])):
+        r = rs[0]
+        lines.append(f"| {manip} | {method} | {frac or '-'} | {r['mia_score']} | {_mia_cell(rs, 'flagged')} | "
+                     f"{r['mia_n_flagged']} | {_mia_cell(rs, 'unflagged')} | {r['mia_n_unflagged']} | "
+                     f"{_mia_cell(rs, 'control')} | {r['mia_n_reference']} |")
+    return "\n".join(lines) + "\n"

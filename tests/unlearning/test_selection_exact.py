@@ -135,3 +135,19 @@ def test_gradient_method_grid_is_exact(cell):
     new, cost, chosen = select_and_run("gradient_ascent", model, forget, retain, cfg, grid, spy, val, 0.02)
     assert chosen == ref_chosen and _same(new, ref_model)
     assert (cost.forward, cost.backward) == (task.counter.forward - before[0], task.counter.backward - before[1])
+
+
+def test_cost_ratio_table_is_per_cell_against_retrain():
+    from unlearning.metrics import cost_ratio_table
+
+    def row(method, fraction, seed, passes):
+        return {"method": method, "manipulation": "badnets", "n_manipulated": "40", "fraction": fraction,
+                "seed": str(seed), "passes": str(passes), "n_flagged": "4", "acc_corr": "0.5", "acc_retain": "0.9",
+                "time_s": "1"}
+
+    rows = [row("retrain", "0.1", 0, 1000), row("retrain", "0.1", 1, 2000), row("ssd", "0.1", 0, 100),
+            row("ssd", "0.1", 1, 300), row("original", "", 0, "")]
+    table = cost_ratio_table(rows, ("ssd",))
+    # seed 0: 100/1000 = 0.1, seed 1: 300/2000 = 0.15 -> mean 0.125, max 0.15; all f: 200/1500
+    assert "| badnets_n40 | ssd | 0.125 (max 0.150) | 0.1333 |" in table
+    assert "retrain |" not in table
