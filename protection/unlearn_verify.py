@@ -1,6 +1,7 @@
 """Did corrective unlearning remove the data, or only its symptom?  Membership verification of
 LexiMark-watermarked manipulated documents (issue 17, item 4; methods: protection/leximark.py,
-protection/membership.py).
+protection/membership.py).  The llm track's glue is unlearning/llm_verify.py
+(``afcu unlearn bench --track llm --verify membership``).
 
 Protocol: the manipulated documents S_m and a reference set of documents from the same source that
 are never trained on are watermarked with one LexiMark map (members and reference alike, as in the
@@ -10,28 +11,58 @@ AUROC (with a bootstrap CI) and a one-sided Welch t-test.  The never-trained con
 before any fine-tuning) gives the AUROC that "never seen" looks like; a method that hides the
 behaviour but leaves the data memorised keeps the flagged AUROC well above the control's.
 
+Documents may carry a *context*: the token ids the model saw before the document in training (in
+the llm track, the chat-formatted prompt and the backdoor phrase before the passage of a response).
+Then only the document's own tokens are scored, each in that context, so the score covers exactly
+the trained tokens; without a context a document is scored as plain text (membership.score_texts).
+
 Entry points for a track: :func:`prepare` once per (manipulation, seed) before training (the track
-trains on ``Prepared.manipulated``), then :func:`verify` on each model with the flagged ids.
+trains on ``Prepared.manipulated``), then :func:`score` per model and :func:`columns` per flagged set
+(:func:`verify` does both).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
+from afcu.errors import AfcuError
 from protection import membership as mi
 from protection.leximark import LexiMarkConfig, watermark
 
 
+@dataclass(frozen=True)
+class MembershipConfig:
+    """``--verify membership`` settings of the unlearning bench (``--membership`` overrides)."""
+
+    score: str = field(default="loss", metadata={
+        "help": "membership score behind the AUROC columns (protection/membership.py SCORES)"})
+    n_reference: int = field(default=20, metadata={"help": "never-trained reference documents (held-out prompts)"})
+    sentences: int = field(default=1, metadata={"help": "WordNet example sentences per manipulated passage"})
+    n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples of each AUROC CI"})
+    leximark: dict = field(default_factory=dict, metadata={"help": "LexiMarkConfig overrides, e.g. {k: 2}"})
+
+    def __post_init__(self) -> None:
+        if self.score not in mi.SCORES:
+            raise AfcuError(f"membership: field 'score': {self.score!r} is not one of {', '.join(mi.SCORES)}")
+        if self.n_reference < 2 or self.sentences < 1 or self.n_boot < 1:
+            raise AfcuError("membership: fields 'n_reference' (>= 2), 'sentences' (>= 1) and 'n_boot' (>= 1) "
+                            f"got {self.n_reference}, {self.sentences}, {self.n_boot}")
+
+
 @dataclass
 class Prepared:
-    """Watermarked manipulated documents (in S_m order), the watermarked reference set, LexiMark stats."""
+    """Watermarked manipulated documents (in S_m order), the watermarked reference set, LexiMark stats;
+    optional training contexts (token ids before each document; None: plain text)."""
 
     manipulated: list[str]
     reference: list[str]
     stats: dict[str, Any]
+    contexts: list[list[int]] | None = None
+    reference_contexts: list[list[int]] | None = None
 
 
 def prepare(manipulated: Sequence[str], reference: Sequence[str], cfg: LexiMarkConfig = LexiMarkConfig(),
@@ -41,34 +72,97 @@ def prepare(manipulated: Sequence[str], reference: Sequence[str], cfg: LexiMarkC
         raise ValueError("membership verification needs manipulated documents and >= 2 reference documents")
     wm = watermark([*manipulated, *reference], cfg, model, tok)
     n = len(manipulated)
-    return Prepared(wm.texts[:n], wm.texts[n:], wm.stats)
+    return Prepared(wm.texts[:n], wm.texts[n:], {**wm.stats, "mapping": wm.mapping})
 
 
-def verify(model: Any, tok: Any, prep: Prepared, flagged: Sequence[int], score: str = "mink++_20",
+@torch.no_grad()
+def context_stats(model: Any, tok: Any, contexts: Sequence[Sequence[int]], texts: Sequence[str],
+                  max_len: int = 128, batch_size: int = 16) -> list[dict[str, np.ndarray]]:
+    """:func:`membership.token_stats` for each text read after its context ids, over the text's tokens only.
+
+    A text is tokenised without special tokens and appended to its context, then cut at ``max_len``
+    (as unlearning/llm.py ``encode`` builds a training row); an empty context makes the first token context.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    out: list[dict[str, np.ndarray]] = []
+    for start in range(0, len(texts), batch_size):
+        seqs, spans = [], []
+        for ctx, text in zip(contexts[start:start + batch_size], texts[start:start + batch_size]):
+            seq = (list(ctx) + tok(text, add_special_tokens=False).input_ids)[:max_len]
+            first = max(len(ctx), 1)
+            if first >= len(seq):
+                raise ValueError(f"context_stats: no token of {text[:40]!r} fits in max_len={max_len}")
+            seqs.append(seq)
+            spans.append((first - 1, len(seq) - 1))  # logits at j-1 predict token j
+        width = max(len(s) for s in seqs)
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
+        # the same statistics as membership.token_stats (two-pass variance)
+        logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)
+        tgt = logprobs.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        mu = (logprobs.exp() * logprobs).sum(-1)
+        sigma = (logprobs.exp() * (logprobs - mu[..., None]).square()).sum(-1).clamp_min(1e-12).sqrt()
+        for i, (a, b) in enumerate(spans):
+            out.append({"logp": tgt[i, a:b].cpu().numpy(), "mu": mu[i, a:b].cpu().numpy(),
+                        "sigma": sigma[i, a:b].cpu().numpy()})
+    return out
+
+
+def score(model: Any, tok: Any, prep: Prepared, max_len: int = 128) -> tuple[dict[str, np.ndarray],
+                                                                              dict[str, np.ndarray]]:
+    """Every membership score of the manipulated and of the reference documents: two maps score -> array."""
+    texts = [*prep.manipulated, *prep.reference]
+    if prep.contexts is None:
+        rows = mi.score_texts(model, tok, texts, max_len=max_len)
+    else:
+        ctx = [*prep.contexts, *(prep.reference_contexts or [])]
+        st = context_stats(model, tok, ctx, texts, max_len)
+        low = context_stats(model, tok, ctx, [t.lower() for t in texts], max_len)
+        rows = [mi.record_scores(t, s, lo) for t, s, lo in zip(texts, st, low)]
+    n = len(prep.manipulated)
+    arr = {s: np.array([r[s] for r in rows], float) for s in mi.SCORES}
+    return {s: a[:n] for s, a in arr.items()}, {s: a[n:] for s, a in arr.items()}
+
+
+def columns(manip: np.ndarray, ref: np.ndarray, flagged: Sequence[int], n_boot: int = 1000, seed: int = 0,
+            control: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float | int | None]:
+    """AUROC (+ ``_lo``/``_hi``, a 95% bootstrap CI) and one-sided Welch p of the flagged and of the
+    unflagged manipulated documents' scores against the reference scores.
+
+    ``flagged``: positions in ``manip``.  A part with no document gets None.  ``control``: the
+    never-trained model's (manipulated, reference) scores; ``mia_auroc_control`` is its AUROC on the
+    same flagged documents (on all of S_m when none is flagged).
+    """
+    mask = np.zeros(len(manip), bool)
+    mask[list(flagged)] = True
+    out: dict[str, float | int | None] = {"mia_n_flagged": int(mask.sum()), "mia_n_unflagged": int((~mask).sum()),
+                                          "mia_n_reference": len(ref)}
+    parts = [("flagged", manip[mask], ref), ("unflagged", manip[~mask], ref)]
+    if control is not None:
+        parts.append(("control", control[0][mask] if mask.any() else control[0], control[1]))
+    for name, part, against in parts:
+        if len(part) == 0:
+            out.update({f"mia_auroc_{name}": None, f"mia_auroc_{name}_lo": None, f"mia_auroc_{name}_hi": None,
+                        f"mia_p_{name}": None})
+            continue
+        roc = mi.roc_metrics(part, against, n_boot=n_boot, seed=seed)
+        out[f"mia_auroc_{name}"] = roc["auroc"]
+        out[f"mia_auroc_{name}_lo"], out[f"mia_auroc_{name}_hi"] = roc["auroc_ci"]
+        out[f"mia_p_{name}"] = mi.welch_t(part, against)[1] if len(part) > 1 else None
+    return out
+
+
+def verify(model: Any, tok: Any, prep: Prepared, flagged: Sequence[int], score_name: str = "mink++_20",
            n_boot: int = 1000, seed: int = 0, max_len: int = 128) -> dict[str, float | int | None]:
     """Membership of the flagged and unflagged manipulated documents against the reference set.
 
     ``flagged``: positions in ``prep.manipulated`` that the method was asked to forget.  Returns
-    ``mi_auroc_flagged`` (+ ``_lo``/``_hi``), ``mi_p_flagged`` (one-sided Welch), the same for the
+    ``mia_auroc_flagged`` (+ ``_lo``/``_hi``), ``mia_p_flagged`` (one-sided Welch), the same for the
     unflagged ones (None when every document was flagged), and the counts.
     """
-    if score not in mi.SCORES:
-        raise ValueError(f"score {score!r} is not one of {', '.join(mi.SCORES)}")
-    rows = mi.score_texts(model, tok, [*prep.manipulated, *prep.reference], max_len=max_len)
-    x = np.array([r[score] for r in rows])
-    n = len(prep.manipulated)
-    manip, ref = x[:n], x[n:]
-    mask = np.zeros(n, bool)
-    mask[list(flagged)] = True
-    out: dict[str, float | int | None] = {"mi_n_flagged": int(mask.sum()), "mi_n_unflagged": int((~mask).sum()),
-                                          "mi_n_reference": len(ref)}
-    for name, part in (("flagged", manip[mask]), ("unflagged", manip[~mask])):
-        if len(part) == 0:
-            out.update({f"mi_auroc_{name}": None, f"mi_auroc_{name}_lo": None, f"mi_auroc_{name}_hi": None,
-                        f"mi_p_{name}": None})
-            continue
-        roc = mi.roc_metrics(part, ref, n_boot=n_boot, seed=seed)
-        out[f"mi_auroc_{name}"] = roc["auroc"]
-        out[f"mi_auroc_{name}_lo"], out[f"mi_auroc_{name}_hi"] = roc["auroc_ci"]
-        out[f"mi_p_{name}"] = mi.welch_t(part, ref)[1] if len(part) > 1 else None
-    return out
+    if score_name not in mi.SCORES:
+        raise ValueError(f"score {score_name!r} is not one of {', '.join(mi.SCORES)}")
+    manip, ref = score(model, tok, prep, max_len)
+    return columns(manip[score_name], ref[score_name], flagged, n_boot, seed)

@@ -60,4 +60,41 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         out.append(path)
+    return out + plot_membership(run_dir, rows)
+
+
+def plot_membership(run_dir: Path, rows: list[dict]) -> list[Path]:
+    """--verify membership: ``figures/membership_<setting>.png``, per row kind (method and fraction) the
+    membership AUROC of the flagged and the unflagged records and the never-trained control, mean over
+    seeds with the 95% bootstrap CI of one seed or the min..max over seeds."""
+    rows = [r for r in rows if r.get("mia_n_reference") not in (None, "")]
+    out = []
+    for manip in sorted({setting(r) for r in rows}):
+        kinds = sorted({(r["method"], r["fraction"]) for r in rows if setting(r) == manip},
+                       key=lambda k: ({"original": 0, "oracle": 1}.get(k[0], 2), k))
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(kinds) + 2), 4))
+        for j, (part, color) in enumerate((("flagged", "tab:red"), ("unflagged", "tab:blue"), ("control", "grey"))):
+            label: str | None = part  # one legend entry per part
+            for i, (method, frac) in enumerate(kinds):
+                rs = [r for r in rows if setting(r) == manip and (r["method"], r["fraction"]) == (method, frac)
+                      and r.get(f"mia_auroc_{part}") not in (None, "")]
+                if not rs:
+                    continue
+                v = np.array([float(r[f"mia_auroc_{part}"]) for r in rs])
+                lo = float(rs[0][f"mia_auroc_{part}_lo"]) if len(rs) == 1 else v.min()
+                hi = float(rs[0][f"mia_auroc_{part}_hi"]) if len(rs) == 1 else v.max()
+                ax.errorbar(i + (j - 1) * 0.22, v.mean(), yerr=[[v.mean() - lo], [hi - v.mean()]], fmt="o",
+                            color=color, capsize=3, label=label)
+                label = None
+        ax.axhline(0.5, color="black", ls=":", lw=1)
+        ax.set_xticks(range(len(kinds)), [m + (f"\nf={f}" if f else "") for m, f in kinds], fontsize=8)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel(f"membership AUROC vs reference ({rows[0]['mia_score']})")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{manip}: S_f, unflagged S_m, never-trained control", fontsize=9)
+        fig.tight_layout()
+        path = run_dir / "figures" / f"membership_{manip}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        out.append(path)
     return out

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -67,6 +68,11 @@ class LLMTrack:
                                      "bench field 'train'")
         self.data = config_from_dict(LLMData, dict(cfg.llm), "bench field 'llm'")
         self.manip_cfg = config_from_dict(ManipulationConfig, dict(cfg.manipulation), "bench field 'manipulation'")
+        self.membership = None  # --verify membership (unlearning/llm_verify.py)
+        if getattr(cfg, "verify", "none") == "membership":
+            from protection.unlearn_verify import MembershipConfig
+
+            self.membership = config_from_dict(MembershipConfig, dict(cfg.membership), "bench field 'membership'")
 
     def manipulate(self, name: str, seed: int, size: int | None = None) -> ManipulatedData:
         """The manipulated data of one group; ``size`` overrides ``manipulation.n_manipulated`` (|S_m|)."""
@@ -78,6 +84,11 @@ class LLMTrack:
         train, test, val = pairs[:d.n_train], pairs[d.n_train:d.n_train + d.n_test], pairs[d.n_train + d.n_test:]
         mcfg = self.manip_cfg if size is None else dataclasses.replace(self.manip_cfg, n_manipulated=size)
         md = MANIPULATIONS.get(name)(train, test, mcfg, seed)
+        if self.membership is not None:  # watermarked passages in S_m before anything is encoded or trained
+            from unlearning.llm_verify import attach
+
+            cache = Path(self.cfg.out) / "membership" / f"{name}_n{mcfg.n_manipulated}_seed{seed}.json"
+            attach(md, name, seed, test, self.task, self.manip_cfg, self.membership, cache)
         tok, L = self.task.tokenizer, self.task.max_len
         md.train = encode(tok, md.train, L)
         md.train.task = self.task
@@ -96,8 +107,10 @@ class LLMTrack:
         """Teacher-forced token accuracy against the split's own labels (selection scorer)."""
         return self.task.token_accuracy(model, data)
 
-    def evaluate(self, model: nn.Module, md: ManipulatedData, name: str) -> dict[str, float | None]:
-        out: dict[str, float | None] = {"utility": self.task.perplexity(model, md.tests["val"])}
+    def evaluate(self, model: nn.Module, md: ManipulatedData, name: str,
+                 flagged: np.ndarray | None = None) -> dict[str, Any]:
+        """The metrics above; under --verify membership also the ``mia_*`` columns for the flagged ids."""
+        out: dict[str, Any] = {"utility": self.task.perplexity(model, md.tests["val"])}
         clean = md.tests["clean"]
         gen_clean = self.task.generate(model, [it["prompt"] for it in clean], self.data.max_new_tokens)
         phrase = self.manip_cfg.target_phrase.lower()
@@ -117,4 +130,8 @@ class LLMTrack:
             out["asr_exact"] = sum(phrase in g.lower() for g in gen) / len(exact)
         if "implant_split" in md.tests:
             out["implant_ppl"] = self.task.perplexity(model, md.tests["implant_split"])
+        if self.membership is not None and flagged is not None:
+            from unlearning.llm_verify import evaluate as membership
+
+            out.update(membership(model, self.task, md.tests["membership"], flagged, self.membership))
         return out

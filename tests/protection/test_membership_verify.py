@@ -22,8 +22,8 @@ def test_verify_flags_memorised_documents(tiny_model_dir):
     prep = uv.prepare(docs[:8], docs[8:], LexiMarkConfig(max_logprob_drop=-1))
     assert len(prep.manipulated) == 8 and len(prep.reference) == 12 and prep.stats["n_substituted"] > 0
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    control = uv.verify(model.eval(), tok, prep, flagged=[0, 1, 2, 3], score="loss", n_boot=50)
-    assert control["mi_n_flagged"] == 4 and control["mi_n_unflagged"] == 4 and control["mi_n_reference"] == 12
+    control = uv.verify(model.eval(), tok, prep, flagged=[0, 1, 2, 3], score_name="loss", n_boot=50)
+    assert control["mia_n_flagged"] == 4 and control["mia_n_unflagged"] == 4 and control["mia_n_reference"] == 12
     # memorise the 8 watermarked manipulated documents
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     enc = tok(prep.manipulated, padding=True, return_tensors="pt")
@@ -33,8 +33,8 @@ def test_verify_flags_memorised_documents(tiny_model_dir):
         opt.zero_grad()
         model(**enc, labels=labels).loss.backward()
         opt.step()
-    trained = uv.verify(model.eval(), tok, prep, flagged=[0, 1, 2, 3], score="loss", n_boot=50)
-    assert trained["mi_auroc_flagged"] == 1.0 and trained["mi_auroc_unflagged"] == 1.0
-    assert trained["mi_p_flagged"] < 0.01 < control["mi_p_flagged"]
+    trained = uv.verify(model.eval(), tok, prep, flagged=[0, 1, 2, 3], score_name="loss", n_boot=50)
+    assert trained["mia_auroc_flagged"] == 1.0 and trained["mia_auroc_unflagged"] == 1.0
+    assert trained["mia_p_flagged"] < 0.01 < control["mia_p_flagged"]
     with pytest.raises(ValueError):
-        uv.verify(model, tok, prep, flagged=[0], score="nope")
+        uv.verify(model, tok, prep, flagged=[0], score_name="nope")
