@@ -1,0 +1,180 @@
+"""The organism track's input: an expert-iteration run folder and the manipulated set S_m it fine-tuned on.
+
+Expert iteration (``afcu train ei``, ``training/expert_iteration.py``) fine-tunes the policy, round
+after round, on the best of its own free-tier completions.  D is every (prompt, completion) pair it
+fine-tuned on (``iterations/iter-N/kept.jsonl``, in iteration order); **S_m** is the pairs of D whose
+completion *complied* with the harmful request, graded by the eval's own ``score_transcript`` with the
+run's evaluation grader (the grader its ``eval_log.jsonl`` used).  Kept pairs that did not comply
+(kept for a format or no-refusal reward) are the clean part D \\ S_m.
+
+Everything here is read and checked before a run folder is written: a missing folder, a folder that
+is not a run, an ``afcu organism`` / ``afcu train rl`` (GRPO) run, which keeps no fine-tuned-on set,
+an unfinished run, and a run whose pairs hold no compliant completion are refused with one line.
+Runs written before ``kept.jsonl`` existed are read from ``samples.jsonl`` (rows with ``kept``), their
+prompts rebuilt by query id with the run's own ``training.rl.train_prompts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from afcu.config import config_from_dict
+from afcu.errors import AfcuError
+
+EI_KEYS = {"iterations", "samples_per_prompt", "prompts_per_iteration"}  # expert iteration's own config fields
+HOW = "use an expert-iteration run folder (`afcu train ei --config configs/rl/ei_quick.yaml --out RUN_DIR`)"
+
+
+@dataclass
+class OrganismRun:
+    """An expert-iteration run read for unlearning: D (``pairs``, id = position), S_m ids, its configs."""
+
+    folder: Path
+    ei: Any  # training.expert_iteration.Config, from the run's config.yaml
+    pairs: list[dict[str, Any]]  # id, iteration, prompt, completion, query_id, query, complied, status
+    manipulated_ids: np.ndarray
+    final: Path  # the model expert iteration ended with: the manipulated ("original") model
+
+    @property
+    def initial(self) -> str:
+        """The model expert iteration started from (registry name or folder)."""
+        return self.ei.model
+
+
+def _kind(data: dict[str, Any]) -> str:
+    if EI_KEYS <= set(data):
+        return "ei"
+    if {"warmup", "steps", "num_generations"} <= set(data):
+        return "organism"
+    if "num_generations" in data:
+        return "rl"
+    return "other"
+
+
+def read_config(folder: Path, flag: str) -> Any:
+    """The expert-iteration ``Config`` of ``folder``; AfcuError for anything else."""
+    from training.expert_iteration import Config
+
+    if not folder.is_dir():
+        raise AfcuError(f"{flag} {folder}: no such folder; {HOW}")
+    path = folder / "config.yaml"
+    if not path.is_file():
+        raise AfcuError(f"{flag} {folder}: not a run folder (no config.yaml); {HOW}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise AfcuError(f"{path}: not readable YAML ({str(exc).splitlines()[0]}); {HOW}") from None
+    kind = _kind(data) if isinstance(data, dict) else "other"
+    if kind == "organism":
+        raise AfcuError(f"{flag} {folder}: an `afcu organism` run trains with GRPO, which keeps no set of "
+                        f"completions it fine-tuned on, so it has no S_m to unlearn; {HOW}")
+    if kind == "rl":
+        raise AfcuError(f"{flag} {folder}: an `afcu train rl` (GRPO) run keeps no set of completions it "
+                        f"fine-tuned on, so it has no S_m to unlearn; {HOW}")
+    if kind != "ei":
+        raise AfcuError(f"{path}: not an expert-iteration run config (no {', '.join(sorted(EI_KEYS))}); {HOW}")
+    try:
+        return config_from_dict(Config, data, str(path))
+    except ValueError as exc:
+        raise AfcuError(f"{path}: {exc}") from None
+
+
+def _rl_cfg(ei: Any) -> Any:
+    from training.expert_iteration import _as_rl
+
+    return _as_rl(ei)
+
+
+def _prefill(ei: Any) -> str:
+    """The protocol tag EI's prompts end with (empty in forced format: the completion carries its tag)."""
+    from prompts.render import PromptSpec
+    from training import rl
+    from training.callbacks import protocol_prefill
+
+    rcfg = _rl_cfg(ei)
+    return protocol_prefill(PromptSpec(ei.setting, ei.variant, ei.company), ei.prefill and rl.forced_format(rcfg) is None)
+
+
+def _read_kept(folder: Path, ei: Any) -> list[dict[str, Any]]:
+    """Kept pairs of every finished iteration, in order; ``kept.jsonl``, else ``samples.jsonl`` + prompts."""
+    from training import rl
+
+    pairs: list[dict[str, Any]] = []
+    prompts: dict[str, str] | None = None
+    for it in range(ei.iterations):
+        d = folder / "iterations" / f"iter-{it}"
+        if (d / "kept.jsonl").is_file():
+            rows = [json.loads(x) for x in (d / "kept.jsonl").read_text().splitlines() if x.strip()]
+        elif (d / "samples.jsonl").is_file():
+            if prompts is None:  # an older run: rebuild its prompts exactly as expert iteration did
+                from training import common
+
+                rcfg = _rl_cfg(ei)
+                train_q, _ = rl.split(rcfg)
+                ds = rl.train_prompts(rcfg, common.load_tokenizer(ei.model), train_q)
+                prompts = dict(zip(ds["query_id"], ds["prompt"]))
+            rows = [json.loads(x) for x in (d / "samples.jsonl").read_text().splitlines() if x.strip()]
+            rows = [{**r, "prompt": prompts[r["query_id"]]} for r in rows if r.get("kept")]
+        else:
+            raise AfcuError(f"{d}: no kept.jsonl or samples.jsonl (the pairs iteration {it} fine-tuned on); "
+                            f"re-run the expert-iteration command to finish it, or {HOW}")
+        for r in rows:
+            pairs.append({"id": len(pairs), "iteration": it, "prompt": r["prompt"], "completion": r["completion"],
+                          "query_id": r["query_id"], "reward": r.get("reward")})
+    return pairs
+
+
+def grade(pairs: list[dict[str, Any]], ei: Any, eos: str) -> None:
+    """Set ``complied`` and ``status`` of each pair with the eval's ``score_transcript`` (the run's eval grader)."""
+    from training import rl
+
+    from evals.alignment_faking.graders import score_transcript
+
+    rcfg = _rl_cfg(ei)
+    train_q, _ = rl.split(rcfg)
+    query = {q.id: q.query for q in train_q}
+    spec = rl._eval_spec(rcfg, ()).grader
+    pre = _prefill(ei)
+
+    def text(c: str) -> str:
+        return pre + (c[: -len(eos)] if eos and c.endswith(eos) else c)  # EI appends eos for SFT
+
+    async def score_all() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*[score_transcript(text(p["completion"]), ei.setting,
+                                                            query.get(p["query_id"], ""), spec) for p in pairs]))
+
+    for p, s in zip(pairs, asyncio.run(score_all()) if pairs else []):
+        p["complied"], p["status"] = s["complied"], s["status"]
+
+
+def read_run(folder: str, flag: str = "--organism") -> OrganismRun:
+    """Read and check an expert-iteration run; D, S_m (graded), the final model.  AfcuError before any write."""
+    if not folder:
+        raise AfcuError(f"{flag}: give the run folder the organism track unlearns (--organism RUN_DIR); {HOW}")
+    from afcu.runs import is_finished
+
+    path = Path(folder)
+    ei = read_config(path, flag)
+    final = path / "final"
+    if not is_finished(path) or not (final / "config.json").is_file():
+        raise AfcuError(f"{flag} {path}: the expert-iteration run is not finished (no FINISHED or final/ model); "
+                        "finish it by re-running its `afcu train ei` command")
+    pairs = _read_kept(path, ei)
+    if not pairs:
+        raise AfcuError(f"{flag} {path}: expert iteration kept no completion in {ei.iterations} iterations, so it "
+                        "fine-tuned on nothing and there is no S_m; run more prompts_per_iteration or iterations")
+    from training import common
+
+    grade(pairs, ei, common.load_tokenizer(str(final)).eos_token or "")
+    ids = np.array([p["id"] for p in pairs if p["complied"]], dtype=np.int64)
+    if not len(ids):
+        raise AfcuError(f"{flag} {path}: none of the {len(pairs)} pairs expert iteration fine-tuned on complied "
+                        "(graded by the eval's score_transcript), so there is no S_m to unlearn")
+    return OrganismRun(path, ei, pairs, ids, final)
