@@ -135,3 +135,26 @@ def test_verify_refused_before_any_folder(tmp_path, argv, capsys):
     assert not out.exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error:" in err[0]
+
+
+def test_sdf_implant_documents_are_watermarked_as_they_are(tmp_path, tiny_model_dir):
+    from datasets import Dataset
+
+    from protection.wordnet import example_sentences
+
+    s = list(example_sentences())[:36]
+    docs = [" ".join(s[i:i + 3]) for i in range(0, 36, 3)]  # 12 natural-text documents, 3 held out
+    Dataset.from_dict({"text": docs}).save_to_disk(tmp_path / "docs")
+    cfg = _cfg(tmp_path, tiny_model_dir, verify="membership", manipulations=["sdf_implant"],
+               manipulation={"n_manipulated": 6, "docs_path": str(tmp_path / "docs")})
+    md = LLMTrack(cfg).manipulate("sdf_implant", 0)
+    ms = md.tests["membership"]
+    assert ms.prepared.contexts == [[]] * 6 and len(ms.prepared.reference) == 3
+    held = {it["text"] for it in md.tests["implant"]}
+    saved = json.loads((tmp_path / "run" / "membership" / "sdf_implant_n6_seed0.json").read_text())
+    assert set(saved["original_reference"]) == held and not held & set(saved["original_manipulated"])
+    assert saved["manipulated"] != saved["original_manipulated"] and saved["stats"]["n_substituted"] > 0
+    tok = LLMTrack(cfg).task.tokenizer
+    for k, i in enumerate(md.manipulated_ids):  # the trained text is the watermarked document
+        lab = md.train.tensors["labels"][int(i)]
+        assert tok.decode(lab[lab != -100]) == ms.prepared.manipulated[k] + tok.eos_token
