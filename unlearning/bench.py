@@ -138,7 +138,7 @@ def resolve(data: dict[str, Any], source: str) -> BenchConfig:
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
-    if merged.get("verify", "none") != "none":  # the passages need room: llm_verify.VERIFY_MAX_LEN under train
+    if merged.get("verify", "none") != "none" and track == "llm":  # room for the passages (llm_verify.py)
         from unlearning.llm_verify import VERIFY_MAX_LEN
 
         merged["train"] = {"max_len": VERIFY_MAX_LEN, **dict(merged.get("train") or {})}
