@@ -122,19 +122,20 @@ def yaml_field(run, key):
     return yaml.safe_load((run / "config.yaml").read_text())[key]
 
 
-@pytest.mark.parametrize("argv", [
-    ["--track", "vision", "--verify", "membership"],
-    ["--track", "llm", "--verify", "yes"],
-    ["--track", "llm", "--membership", "{score: loss}"],
-    ["--track", "llm", "--verify", "membership", "--membership", "{score: nope}"],
-    ["--track", "llm", "--verify", "membership", "--membership", "{n_reference: 100}"],
+@pytest.mark.parametrize("argv,says", [
+    (["--track", "vision", "--verify", "membership"], "needs --track llm"),
+    (["--track", "vision", "--quick", "--verify", "membership"], "needs --track llm"),
+    (["--track", "llm", "--verify", "yes"], "is not none or membership"),
+    (["--track", "llm", "--membership", "{score: loss}"], "add --verify membership"),
+    (["--track", "llm", "--verify", "membership", "--membership", "{score: nope}"], "field 'score'"),
+    (["--track", "llm", "--verify", "membership", "--membership", "{n_reference: 100}"], "exceeds llm.n_test"),
 ])
-def test_verify_refused_before_any_folder(tmp_path, argv, capsys):
+def test_verify_refused_before_any_folder(tmp_path, argv, says, capsys):
     out = tmp_path / "run"
     assert afcu_main(["unlearn", "bench", *argv, "--out", str(out)]) == 2
     assert not out.exists()
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "error:" in err[0]
+    assert len(err) == 1 and "error:" in err[0] and says in err[0], err
 
 
 def test_sdf_implant_documents_are_watermarked_as_they_are(tmp_path, tiny_model_dir):
