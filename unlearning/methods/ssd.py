@@ -24,7 +24,11 @@ The reference set (``reference``), both legitimate, with their sources:
 The estimate depends on the batch size (larger batches average per-sample gradients
 before squaring); both importances use ``importance_batch_size``.  The importances do
 not depend on (alpha, lambda): :func:`ssd_prepare` computes them once per cell and the
-selection rule (``selection.py``) dampens a copy per grid candidate.
+selection rule (``selection.py``) dampens a copy per grid candidate.  A cell's counted cost is
+that importance (one forward and one backward pass per row of the reference set and of S_f) plus
+the evaluation passes the rule runs: at most one per validation and S_f row per candidate, fewer
+where candidates give bit-identical models (e.g. (alpha, lambda) = (1, 10) and (10, 10)) or cannot
+change the choice (``selection.py`` lists the cases).
 
 LFSSD (Foster et al. 2024, "Loss-Free Machine Unlearning"): the objective is the squared
 l2 norm of the model output, mean over rows, and the importance accumulates |gradient|
