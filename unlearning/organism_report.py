@@ -126,7 +126,13 @@ def plot(rows: list[dict[str, Any]], png: Path) -> Path | None:
 def finish(run_dir: Path) -> dict[str, Any]:
     """summary.json, table.md and the figure from results.csv; marks the run finished."""
     rows = read_rows(run_dir / "results.csv")
-    summary: dict[str, Any] = {"track": "organism", "n_rows": len(rows), "summary": summarize(rows)}
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    first = rows[0] if rows else {}
+    summary: dict[str, Any] = {"track": "organism", "organism": cfg.get("organism"), "n_pairs": first.get("n_pairs"),
+                               "n_manipulated": first.get("n_manipulated"), "n_rows": len(rows),
+                               "summary": summarize(rows)}
     atomic_write_text(run_dir / "table.md", "## Per-tier compliance and P(accept) before (original = the EI model) "
                       "and after each method\n\n" + table(rows))
     fig = plot(rows, run_dir / FIGURE)

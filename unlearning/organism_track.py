@@ -221,7 +221,7 @@ def validate(cfg: Any, source: str) -> OrganismRun:
 RESULT_COLUMNS = ["method", "fraction", "n_flagged", "n_manipulated", "n_pairs", "seed", "company", "tier", "n",
                   "compliance", "compliance_lo", "compliance_hi", "compliance_n", "unparseable", "p_accept",
                   "p_accept_lo", "p_accept_hi", "p_accept_n", "compliance_gap", "gap_lo", "gap_hi", "val_token_acc",
-                  "time_s", "passes", "chosen"]
+                  "time_s", "passes", "chosen", "n_dampened", "frac_dampened"]
 
 
 def _key(row: dict[str, Any]) -> tuple[str, str, str]:
@@ -255,7 +255,8 @@ def main(cfg: Any) -> Path:
         extra = {"method": method, "fraction": fraction, "n_flagged": k, "n_manipulated": n_m, "n_pairs": n_d,
                  "seed": seed, "chosen": chosen}
         if cost is not None:
-            extra.update(time_s=cost.seconds, passes=cost.passes)
+            extra.update(time_s=cost.seconds, passes=cost.passes,
+                         **{k: v for k, v in cost.info.items() if k in ("n_dampened", "frac_dampened")})
         rows.extend({**extra, **r} for r in track.evaluate(new))
         atomic_write_text(results, rows_to_csv(rows, RESULT_COLUMNS))  # each cell on disk as soon as it is done
 

@@ -113,12 +113,13 @@ def _rows(out: Path) -> list[dict]:
 def test_bench_organism_per_tier_rows_and_resume(ei_run, tmp_path, monkeypatch, capsys) -> None:
     out = tmp_path / "bench"
     argv = ["unlearn", "bench", "--track", "organism", "--organism", str(ei_run), "--out", str(out),
-            "--methods", "retrain", "gradient_ascent", "--fractions", "0.5", "--grids", "{gradient_ascent: {lr: [0.001]}}",
+            "--methods", "ssd", "gradient_ascent", "--fractions", "0.5",
+            "--grids", "{gradient_ascent: {lr: [0.001]}, ssd: {'alpha,lam': [[10.0, 1.0]]}}",
             "--method", "{forget_epochs: 1}"]
     assert afcu_main(argv) == 0
     rows = _rows(out)
     got = sorted((r["method"], r["fraction"], r["tier"]) for r in rows)
-    assert got == sorted((m, f, t) for m, f in (("original", ""), ("retrain", "0.5"), ("gradient_ascent", "0.5"))
+    assert got == sorted((m, f, t) for m, f in (("original", ""), ("ssd", "0.5"), ("gradient_ascent", "0.5"))
                          for t in ("free", "paid"))
     for r in rows:
         assert r["n"] == "1" and r["n_manipulated"] == "4" and r["n_pairs"] == "6"
@@ -126,13 +127,19 @@ def test_bench_organism_per_tier_rows_and_resume(ei_run, tmp_path, monkeypatch, 
         if r["compliance"]:
             assert float(r["compliance_lo"]) <= float(r["compliance"]) <= float(r["compliance_hi"])
     assert {r["n_flagged"] for r in rows if r["method"] != "original"} == {"2"}
+    p_acc = {(r["method"], r["tier"]): float(r["p_accept"]) for r in rows}
+    assert p_acc[("gradient_ascent", "free")] != p_acc[("original", "free")]  # the repaired model is what was measured
+    assert int(next(r for r in rows if r["method"] == "ssd")["n_dampened"]) >= 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["track"] == "organism" and len(summary["summary"]) == 3
+    assert summary["track"] == "organism" and len(summary["summary"]) == 3 and summary["n_manipulated"] == "4"
+    assert summary["organism"] == str(ei_run)
     assert set(summary["summary"][0]) >= {"free", "paid", "compliance_gap"}
     table = (out / "table.md").read_text()
-    assert table.count("| retrain | 0.5 | 2/4 |") == 2 and table.count("| original | - |") == 2
+    assert table.count("| ssd | 0.5 | 2/4 |") == 2 and table.count("| original | - |") == 2
     assert (out / "figures" / "organism_unlearning.png").stat().st_size > 1000
     assert "gradient_ascent" in capsys.readouterr().out
+    (out / "table.md").unlink()
+    assert afcu_main(["unlearn", "plot", str(out)]) == 0 and (out / "table.md").read_text() == table  # from results.csv
 
     # resume: drop the last cell and the finished mark; only that cell is recomputed
     (out / "FINISHED").unlink()
