@@ -122,6 +122,8 @@ def attach(md: Any, name: str, seed: int, test: list[dict], task: Any, manip_cfg
         docs, ref, ctx, ref_ctx = _implant_docs(md, cfg)
     if cache.exists():
         saved = json.loads(cache.read_text())
+        if saved["original_manipulated"] != docs or saved["original_reference"] != ref:
+            raise AfcuError(f"{cache}: cached for other documents than this run draws; pass --overwrite")
         prep = uv.Prepared(saved["manipulated"], saved["reference"], saved["stats"], ctx, ref_ctx)
         c = saved["control"]
         control = ({s: np.asarray(v, float) for s, v in c["manipulated"].items()},
