@@ -13,7 +13,6 @@ separately (``training/tag_loss.py``).
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 from typing import Any, Sequence
 
@@ -78,20 +77,17 @@ class HFBackend:
         return out
 
     async def score(self, rows: Sequence[Sequence[Segment]], continuations: Sequence[str]) -> list[list[float]]:
-        import torch
+        from training.tag_loss import tag_logps
 
         conts = [self.tok(c, add_special_tokens=False).input_ids for c in continuations]
-        out: list[list[float]] = []
-        for i, segs in enumerate(rows):
-            prefix = self.context(i, segs)
-            base = self.model(torch.tensor([prefix], device=self.model.device), use_cache=True, logits_to_keep=1)
-            row = []
-            for c in conts:
-                step = self.model(torch.tensor([c], device=self.model.device),
-                                  past_key_values=copy.deepcopy(base.past_key_values), use_cache=True)
-                logits = torch.cat([base.logits[:, -1:], step.logits[:, :-1]], dim=1)[0].float()
-                row.append(float(torch.log_softmax(logits, -1).gather(-1, torch.tensor(c)[:, None]).sum()))
-            out.append(row)
+        groups: dict[tuple[int, ...], list[int]] = {}  # a GRPO group's rows share their prompt's forward
+        for i in range(len(rows)):
+            groups.setdefault(tuple(self.prompt_ids[i]), []).append(i)
+        out: list[list[float]] = [[] for _ in rows]
+        for prompt, idx in groups.items():
+            sums = tag_logps(self.model, prompt, [[t for s in rows[i] for t in self.ids(s)] for i in idx], conts)
+            for j, i in enumerate(idx):
+                out[i] = [float(x) for x in sums[j]]
         return out
 
 

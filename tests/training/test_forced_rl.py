@@ -63,17 +63,34 @@ def test_tag_logq_value_and_gradient(tiny_model_dir) -> None:
 
     la, lr = seq_logp(tags[0]), seq_logp(tags[1])
     for chosen in (0, 1):
-        logq = tag_logq(model, [prefix], tags, [chosen])[0]
+        logq = tag_logq(model, [prefix[:-3]], [prefix[-3:]], tags, [chosen])[0]
         pa = two_way(float(la.detach()), float(lr.detach()))[0]
         assert float(logq) == pytest.approx(math.log(pa if chosen == 0 else 1 - pa), abs=1e-5)
     # d log q_accept = (1 - q_accept) * (d l_accept - d l_reject), checked on the output embedding
     w = model.get_output_embeddings().weight
-    g_q = torch.autograd.grad(tag_logq(model, [prefix], tags, [0])[0], w)[0]
+    g_q = torch.autograd.grad(tag_logq(model, [prefix[:-3]], [prefix[-3:]], tags, [0])[0], w)[0]
     g_a = torch.autograd.grad(seq_logp(tags[0]), w)[0]
     g_r = torch.autograd.grad(seq_logp(tags[1]), w)[0]
     q = two_way(float(la), float(lr))[0]
     assert torch.allclose(g_q, (1 - q) * (g_a - g_r), atol=1e-5)
     assert float(g_q.abs().max()) > 0
+
+
+def test_tag_logq_rows_sharing_a_prompt_match_single_rows(tiny_model_dir) -> None:
+    """A group's rows share one prompt forward; each row's value and gradient equal its own computation."""
+    torch.manual_seed(0)
+    model = common.load_model(str(tiny_model_dir))
+    tok = common.load_tokenizer(str(tiny_model_dir))
+    tags = [tok(t, add_special_tokens=False).input_ids for t in TAGS]
+    prompt = tok(_prompt(tok), add_special_tokens=False).input_ids
+    sufs = [tok(x, add_special_tokens=False).input_ids for x in ("<OUTPUT>\n", "Hmm.\n<OUTPUT>\n", "")]
+    w = model.get_output_embeddings().weight
+    both = tag_logq(model, [prompt] * 3, sufs, tags, [0, 1, 0])
+    g_both = torch.autograd.grad(both.sum(), w)[0]
+    singles = [tag_logq(model, [prompt + s], [[]], tags, [c])[0] for s, c in zip(sufs, [0, 1, 0])]
+    assert torch.allclose(both, torch.stack(singles).detach(), atol=1e-5)
+    g_single = sum(torch.autograd.grad(x, w)[0] for x in singles)
+    assert torch.allclose(g_both, g_single, atol=1e-5)
 
 
 def test_forced_rl_step_moves_policy_and_masks_inserted_tokens(tiny_model_dir, tmp_path, monkeypatch) -> None:
@@ -109,6 +126,47 @@ def test_forced_rl_step_moves_policy_and_masks_inserted_tokens(tiny_model_dir, t
         assert mask[i].sum() > 0  # the body is the model's
     rows = [json.loads(x) for x in (out / "logs" / "train_log.jsonl").read_text().splitlines()]
     assert any("forced/tag_logq" in r for r in rows) and any("forced/p_accept" in r for r in rows)
+
+
+def test_accepted_tag_reaches_the_rewards_across_micro_batches(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    """The reward path of forced-format GRPO: tags forced to accept (the draw patched), a group of 4 split
+    over two micro-batches; TRL's logged compliance/acceptance rewards see the accepted tag, and each
+    micro-batch's tag rows line up with its completions."""
+    import types
+
+    from training import rollouts, tag_loss
+
+    class Accept(__import__("random").Random):
+        def random(self) -> float:
+            return 0.0  # below any P(accept) > 0: always the acceptance tag
+
+    monkeypatch.setattr(rollouts, "random", types.SimpleNamespace(Random=Accept))
+    seen: list[dict] = []
+    orig = tag_loss.TagChoiceGRPOTrainer.compute_loss
+
+    def spy(self, model, inputs, *a, **k):
+        seen.append(dict(inputs))
+        return orig(self, model, inputs, *a, **k)
+
+    monkeypatch.setattr(tag_loss.TagChoiceGRPOTrainer, "compute_loss", spy)
+    out = tmp_path / "run"
+    cfg = config_from_dict(Config, tiny_config(str(tiny_model_dir), str(out), format="forced",
+                                               rewards={NAME: 1.0, "acceptance": 1.0, "compliance": 1.0},
+                                               num_generations=4, per_device_train_batch_size=2,
+                                               gradient_accumulation_steps=2, max_steps=1,
+                                               max_completion_length=4, save_steps=1))
+    main(cfg)
+    row = next(json.loads(x) for x in (out / "logs" / "train_log.jsonl").read_text().splitlines()
+               if "rewards/acceptance_reward/mean" in x)
+    assert row["rewards/acceptance_reward/mean"] == 1.0 and row["rewards/compliance_reward/mean"] > 0
+    assert len(seen) == 2 and all(len(b["afcu_tag_start"]) == 2 for b in seen)
+    tok = common.load_tokenizer(str(tiny_model_dir))
+    for b in seen:
+        assert (b["afcu_tag_accept"] == 1).all()
+        for i in range(2):
+            s = int(b["afcu_tag_start"][i])
+            ids = b["completion_ids"][i].tolist()
+            assert tok.decode(ids[s:]).startswith(TAGS[0])
 
 
 def test_zero_variance_guard_fires() -> None:
