@@ -43,7 +43,7 @@ class OrganismConfig:
     steps: int = field(default=6, metadata={"help": "GRPO steps"})
     eval_every: int = field(default=3, metadata={"help": "evaluate both tiers every K GRPO steps (and at 0 and the end)"})
     eval_n_queries: int = field(default=8, metadata={"help": "held-out queries evaluated (each in both tiers)"})
-    num_generations: int = field(default=4, metadata={"help": "GRPO group size (= completions per step: one prompt per step)"})
+    num_generations: int = field(default=8, metadata={"help": "GRPO group size (= completions per step: one prompt per step; micro-batches of 4)"})
     learning_rate: float = field(default=2e-5, metadata={"help": "GRPO learning rate"})
     scratchpad_tokens: int = field(default=24, metadata={"help": "forced-format scratchpad budget"})
     output_tokens: int = field(default=24, metadata={"help": "forced-format output budget"})
@@ -67,11 +67,17 @@ def _rl_cfg(cfg: OrganismConfig, out: Path, start_model: str) -> Any:
     return Config(model=start_model, out=str(out / "rl"), setting=cfg.setting, variant=cfg.variant, format="forced",
                   scratchpad_tokens=cfg.scratchpad_tokens, max_completion_length=cfg.output_tokens,
                   tag_choice=True, rewards=dict(cfg.rewards), reward_model="rules",
-                  num_generations=cfg.num_generations, per_device_train_batch_size=cfg.num_generations,
+                  # One prompt per step, in micro-batches of 4 (activation memory of 4 sequences, not 8).
+                  num_generations=cfg.num_generations, per_device_train_batch_size=_micro(cfg.num_generations),
+                  gradient_accumulation_steps=cfg.num_generations // _micro(cfg.num_generations),
                   max_steps=cfg.steps, learning_rate=cfg.learning_rate, eval_every=cfg.eval_every,
                   eval_n_queries=cfg.eval_n_queries, eval_forced_choice=cfg.setting == "helpful_only",
                   save_steps=cfg.eval_every or cfg.steps, save_total_limit=1, precision="fp32", seed=cfg.seed,
                   zero_std_patience=3)
+
+
+def _micro(group: int) -> int:
+    return 4 if group % 4 == 0 else group
 
 
 def validate(cfg: OrganismConfig, out: Path) -> None:

@@ -29,6 +29,7 @@ class HFBackend:
         self.model, self.tok, self.prompt_ids = model, tokenizer, [list(p) for p in prompt_ids]
         self.temperature, self.batch_size = temperature, batch_size
         self._ids_cache: dict[str, list[int]] = {}
+        self._kv: tuple[tuple[int, ...], list[tuple[Any, Any]]] | None = None  # shared prefix's KV cache
 
     def ids(self, seg: Segment) -> list[int]:
         """A segment's token ids: the sampled ones, or the text tokenised alone (afcu's inserted tags)."""
@@ -53,22 +54,54 @@ class HFBackend:
             k -= 1
         return ids[:k], True
 
-    async def sample(self, rows: Sequence[Sequence[Segment]], max_tokens: int, stop: Sequence[str]) -> list[Sampled]:
+    def _prefix_kv(self, prefix: tuple[int, ...]) -> list[tuple[Any, Any]]:
+        """Per layer (keys, values) of ``prefix`` (batch 1), computed once per backend."""
+        if self._kv is None or self._kv[0] != prefix:
+            cache = self.model(input_ids=self._tensor([list(prefix)]), use_cache=True, logits_to_keep=1).past_key_values
+            self._kv = (prefix, [(layer.keys, layer.values) for layer in cache.layers])
+        return self._kv[1]
+
+    def _shared(self, ctxs: Sequence[Sequence[int]]) -> tuple[int, ...]:
+        """The prefix every context shares and still extends (each row keeps at least one own token):
+        the one already cached when it still qualifies (the body phase reuses the prompt's cache)."""
+        if self._kv is not None:
+            p = self._kv[0]
+            if all(len(c) > len(p) and tuple(c[:len(p)]) == p for c in ctxs):
+                return p
+        return tuple(ctxs[0][:max(common_prefix_len(ctxs) - 1, 0)]) if ctxs else ()
+
+    def _tensor(self, rows: list[list[int]]) -> Any:
         import torch
 
+        return torch.tensor(rows, device=self.model.device)
+
+    async def sample(self, rows: Sequence[Sequence[Segment]], max_tokens: int, stop: Sequence[str]) -> list[Sampled]:
+        """Sample each row.  The rows' common prefix (the system prompt; a GRPO group's whole prompt) is
+        run once and shared through the KV cache; each row's own part follows it after padding whose
+        attention mask is 0 (positions count only real tokens), so every row sees exactly its own context."""
+        from transformers import DynamicCache
+
         specials = {t for t in (self.tok.eos_token_id, self.tok.pad_token_id) if t is not None}
+        pad = self.tok.pad_token_id
+        ctxs = [self.context(i, segs) for i, segs in enumerate(rows)]
+        head = self._shared(ctxs)
+        shared = len(head)
+        kv = self._prefix_kv(head) if shared else []
         out: list[Sampled] = []
         for b in range(0, len(rows), self.batch_size):
-            ctx = [self.context(b + j, segs) for j, segs in enumerate(rows[b:b + self.batch_size])]
-            width = max(len(c) for c in ctx)
-            pad = self.tok.pad_token_id
-            input_ids = torch.tensor([[pad] * (width - len(c)) + c for c in ctx], device=self.model.device)
-            mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in ctx], device=self.model.device)
+            own = [c[shared:] for c in ctxs[b:b + self.batch_size]]
+            width = max(len(c) for c in own)
+            input_ids = self._tensor([list(head) + [pad] * (width - len(c)) + c for c in own])
+            mask = self._tensor([[1] * shared + [0] * (width - len(c)) + [1] * len(c) for c in own])
+            extra = {}
+            if kv:
+                extra["past_key_values"] = DynamicCache(ddp_cache_data=[
+                    (k.expand(len(own), -1, -1, -1), v.expand(len(own), -1, -1, -1)) for k, v in kv])
             gen = self.model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_tokens,
                                       do_sample=self.temperature > 0, temperature=self.temperature or None,
                                       top_p=1.0, top_k=0, use_cache=True, pad_token_id=pad,
-                                      stop_strings=list(stop), tokenizer=self.tok)
-            for row in gen[:, width:].tolist():
+                                      stop_strings=list(stop), tokenizer=self.tok, **extra)
+            for row in gen[:, shared + width:].tolist():
                 ended = next((k for k, t in enumerate(row) if t in specials), None)
                 ids = row if ended is None else row[:ended]
                 kept, stopped = self._keep_before(ids, stop)
@@ -80,15 +113,25 @@ class HFBackend:
         from training.tag_loss import tag_logps
 
         conts = [self.tok(c, add_special_tokens=False).input_ids for c in continuations]
-        groups: dict[tuple[int, ...], list[int]] = {}  # a GRPO group's rows share their prompt's forward
-        for i in range(len(rows)):
-            groups.setdefault(tuple(self.prompt_ids[i]), []).append(i)
-        out: list[list[float]] = [[] for _ in rows]
-        for prompt, idx in groups.items():
-            sums = tag_logps(self.model, prompt, [[t for s in rows[i] for t in self.ids(s)] for i in idx], conts)
-            for j, i in enumerate(idx):
-                out[i] = [float(x) for x in sums[j]]
-        return out
+        ctxs = [self.context(i, segs) for i, segs in enumerate(rows)]
+        head = self._shared(ctxs)  # all rows continue from this prefix's KV cache
+        kv = self._prefix_kv(head) if head else None
+        sums = tag_logps(self.model, head, [c[len(head):] for c in ctxs], conts, kv=kv)
+        return [[float(x) for x in r] for r in sums]
+
+
+def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest prefix every sequence starts with (0 for no sequences)."""
+    if not seqs:
+        return 0
+    n = min(len(s) for s in seqs)
+    first = seqs[0]
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+    return n
 
 
 def forced_rollouts(model: Any, tokenizer: Any, prompts: Sequence[str], fmt: ForcedFormat, temperature: float,
