@@ -21,7 +21,7 @@ from trl import GRPOTrainer
 
 
 def tag_logps(model: Any, prompt: Sequence[int], suffixes: Sequence[Sequence[int]],
-              tags: Sequence[Sequence[int]]) -> Any:
+              tags: Sequence[Sequence[int]], kv: Sequence[tuple[Any, Any]] | None = None) -> Any:
     """Summed log-probability (nats) of each of ``tags`` after ``prompt + suffixes[i]``: shape ``(rows, tags)``.
 
     The prompt a GRPO group shares is run once (all but its last token, so every row's own part is
@@ -29,15 +29,17 @@ def tag_logps(model: Any, prompt: Sequence[int], suffixes: Sequence[Sequence[int
     ``len(tags)``); only the tag positions' logits are computed.  With gradients enabled the graph
     holds the shared prompt once per group: one full ``prompt + suffix + tag`` forward per row and
     tag, kept until the trainer's backward, cost about 1.1 GB per sequence on the embedded model's
-    612-token prompt and OOM-killed group size 8 on a 24 GB machine.
+    612-token prompt and OOM-killed group size 8 on a 24 GB machine.  ``kv``: per layer (keys,
+    values) of the whole ``prompt`` when the caller already has them (then every suffix must be non-empty).
     """
     import torch
     from transformers import DynamicCache
 
     dev, width, k = model.device, max(len(t) for t in tags), len(tags)
     head, last = list(prompt[:-1]), list(prompt[-1:])
-    kv = None
-    if head:
+    if kv is not None:
+        head, last = list(prompt), []
+    elif head:
         base = model(input_ids=torch.tensor([head], device=dev), use_cache=True, logits_to_keep=1).past_key_values
         kv = None if base is None else [(layer.keys, layer.values) for layer in base.layers]
     out = []
