@@ -99,14 +99,21 @@ def context_stats(model: Any, tok: Any, contexts: Sequence[Sequence[int]], texts
         width = max(len(s) for s in seqs)
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        # only the scored positions go through the softmax (the vocabulary-wide part dominates the cost);
         # the same statistics as membership.token_stats (two-pass variance)
-        logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)
-        tgt = logprobs.gather(-1, ids[:, 1:, None]).squeeze(-1)
-        mu = (logprobs.exp() * logprobs).sum(-1)
-        sigma = (logprobs.exp() * (logprobs - mu[..., None]).square()).sum(-1).clamp_min(1e-12).sqrt()
-        for i, (a, b) in enumerate(spans):
-            out.append({"logp": tgt[i, a:b].cpu().numpy(), "mu": mu[i, a:b].cpu().numpy(),
-                        "sigma": sigma[i, a:b].cpu().numpy()})
+        rows = torch.tensor([i for i, (a, b) in enumerate(spans) for _ in range(a, b)], device=device)
+        cols = torch.tensor([j for a, b in spans for j in range(a, b)], device=device)
+        logprobs = torch.log_softmax(logits[rows, cols].float(), dim=-1)
+        tgt = logprobs.gather(-1, ids[rows, cols + 1][:, None]).squeeze(-1)
+        probs = logprobs.exp()
+        mu = (probs * logprobs).sum(-1)
+        sigma = (probs * (logprobs - mu[:, None]).square()).sum(-1).clamp_min(1e-12).sqrt()
+        start_of = 0
+        for a, b in spans:
+            sl = slice(start_of, start_of + b - a)
+            out.append({"logp": tgt[sl].cpu().numpy(), "mu": mu[sl].cpu().numpy(), "sigma": sigma[sl].cpu().numpy()})
+            start_of += b - a
     return out
 
 

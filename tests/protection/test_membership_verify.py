@@ -38,3 +38,28 @@ def test_verify_flags_memorised_documents(tiny_model_dir):
     assert trained["mia_p_flagged"] < 0.01 < control["mia_p_flagged"]
     with pytest.raises(ValueError):
         uv.verify(model, tok, prep, flagged=[0], score_name="nope")
+
+
+def test_context_stats_equal_token_stats_on_the_text_tokens(tiny_model_dir):
+    """With a context the statistics are token_stats' on the whole sequence, cut to the text's tokens."""
+    import numpy as np
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from protection import membership as mi
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    assert tok("x").input_ids == tok("x", add_special_tokens=False).input_ids  # no special tokens added
+    texts, heads = [" the cat sat on the warm mat.", " a rare word: sesquipedalian."], ["Once upon a time", "Q: A"]
+    ctx = [tok(h).input_ids for h in heads]
+    full = mi.token_stats(model, tok, [h + t for h, t in zip(heads, texts)])
+    got = uv.context_stats(model, tok, ctx, texts)
+    plain = uv.context_stats(model, tok, [[], []], texts)
+    for i, t in enumerate(texts):
+        n = len(tok(t).input_ids)
+        assert tok(heads[i] + t).input_ids == ctx[i] + tok(t).input_ids  # the split is a token boundary here
+        for k in ("logp", "mu", "sigma"):
+            assert np.allclose(got[i][k], full[i][k][-n:], atol=1e-5)
+            assert np.allclose(plain[i][k], mi.token_stats(model, tok, [t])[0][k], atol=1e-5)
+    with pytest.raises(ValueError, match="max_len"):
+        uv.context_stats(model, tok, [list(range(5))], ["word"], max_len=5)
