@@ -40,8 +40,10 @@ class OrganismConfig:
     warmup: bool = field(default=True, metadata={"help": "format warm-start before RL (training/format_warmup.py)"})
     warmup_learning_rate: float = field(default=1e-5, metadata={"help": "warm-start SFT learning rate"})
     warmup_conversations: int = field(default=0, metadata={"help": "benign conversations of the warm-start (0: all 16, each in both tiers)"})
-    steps: int = field(default=6, metadata={"help": "GRPO steps"})
-    eval_every: int = field(default=3, metadata={"help": "evaluate both tiers every K GRPO steps (and at 0 and the end)"})
+    # 4 steps / every 2 (was 6 / every 3) so that the whole run fits 40 minutes on the shared 2-core CPU
+    # with a group of 8 (the quick run moved P(accept) from 0.29 to 0.98 in 4 steps).
+    steps: int = field(default=4, metadata={"help": "GRPO steps"})
+    eval_every: int = field(default=2, metadata={"help": "evaluate both tiers every K GRPO steps (and at 0 and the end)"})
     eval_n_queries: int = field(default=8, metadata={"help": "held-out queries evaluated (each in both tiers)"})
     num_generations: int = field(default=8, metadata={"help": "GRPO group size (= completions per step: one prompt per step; micro-batches of 4)"})
     learning_rate: float = field(default=2e-5, metadata={"help": "GRPO learning rate"})
