@@ -171,6 +171,11 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("bench-device", BENCH + ["--device", "tpu"], ["device", "tpu"]),
     ("bench-sdf-docs-missing", BENCH + ["--track", "llm", "--manipulations", "sdf_implant"],
      ["docs_path", "folder"]),
+    # --organism used to be ignored off the organism track (the vision bench ran and wrote --out)
+    ("bench-organism-wrong-track", BENCH + ["--track", "vision", "--organism", "{tmp}", "--quick"],
+     ["field 'organism'", "only with --track organism", "drop --organism"]),
+    ("bench-organism-is-file", BENCH + ["--track", "organism", "--organism", "{q_good_jsonl}"],
+     ["--organism", "q_good.jsonl", "is a file, not a run folder"]),
     # --- afcu train --------------------------------------------------------------------------------
     ("sft-data-missing", ["train", "sft", "--data", "{tmp}/docs.jsonl"], ["docs.jsonl", "not found"]),
     ("sft-data-malformed", ["train", "sft", "--data", "{docs_bad_jsonl}"], ["docs_bad.jsonl:2"]),

@@ -179,6 +179,8 @@ def validate(cfg: BenchConfig, source: str = "command line") -> None:
         if dup:
             raise AfcuError(f"{source}: field '{name}': {', '.join(dup)} given twice; list each once")
 
+    if cfg.organism and cfg.track != "organism":  # else --organism would be silently ignored
+        raise AfcuError(f"{source}: field 'organism': only with --track organism; drop --organism")
     if not cfg.seeds or any(s < 0 for s in cfg.seeds):
         raise AfcuError(f"{source}: field 'seeds': {cfg.seeds} must be integers >= 0 (e.g. --seeds 0 1 2)")
     once("seeds", list(cfg.seeds))

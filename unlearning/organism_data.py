@@ -62,6 +62,9 @@ def read_config(folder: Path, flag: str) -> Any:
     """The expert-iteration ``Config`` of ``folder``; AfcuError for anything else."""
     from training.expert_iteration import Config
 
+    if folder.is_file():
+        raise AfcuError(f"{flag} {folder}: is a file, not a run folder; give the `afcu train ei` run folder "
+                        f"(the one holding config.yaml); {HOW}")
     if not folder.is_dir():
         raise AfcuError(f"{flag} {folder}: no such folder; {HOW}")
     path = folder / "config.yaml"
