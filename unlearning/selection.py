@@ -20,14 +20,19 @@ evaluating every candidate on both splits (tested):
   SSD's (alpha=1, lambda=10) and (10, 10) dampen the same weights by the same factor) or
   to the original model's (nothing dampened, or every factor clamped to 1) reuses that
   model's accuracies: the original's validation accuracy is the floor's (computed once
-  per cell for every method, charged to none), its S_f accuracy is computed once per
-  cell when first needed and charged then;
+  per method per cell, charged to none), its S_f accuracy is computed once per method
+  per cell (each ``select_and_run`` call has its own ``Scores``) when first needed and
+  charged then;
 - once an admissible candidate is held, a later one is scored on S_f first and on the
   validation split only if its S_f accuracy is lower (otherwise it cannot win); while
   none is, a candidate below the floor is not scored on S_f (its key is its validation
   accuracy alone);
 - an admissible candidate with S_f accuracy 0 cannot be beaten (ties keep grid order):
   the remaining candidates are not run at all.
+
+The ``Scorer`` must return accuracies in [0, 1]: the early stop at S_f accuracy 0
+relies on no candidate scoring below 0.  A NaN validation accuracy is never admissible
+(``not v >= floor``), as in the exhaustive rule.
 
 The worst case is the exhaustive cost: prepare + every candidate's work + one pass per
 validation and S_f sample per candidate.
@@ -72,9 +77,15 @@ def candidates(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def digest(model: nn.Module) -> bytes:
-    """A hash of every weight and buffer, bit for bit (names, dtypes and shapes included)."""
+    """A hash of every weight and buffer, bit for bit (names, dtypes and shapes included).
+
+    Parameters and ``named_buffers()`` rather than ``state_dict()``: the latter omits
+    non-persistent buffers, and two models differing only there must not share an evaluation.
+    """
     h = hashlib.blake2b(digest_size=32)
-    for name, t in model.state_dict().items():
+    tensors = [("param:" + n, t) for n, t in model.named_parameters()]
+    tensors += [("buffer:" + n, t) for n, t in model.named_buffers()]
+    for name, t in tensors:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy())  # hashed in place, no copy
     return h.digest()
@@ -122,7 +133,8 @@ def select_and_run(method: str, model: nn.Module, forget: Split, retain: Split, 
             key = digest(new)
             if best is not None and best[0][0] == 0.0:  # an admissible one is held: only a lower S_f accuracy wins
                 f = scores.get(key, new, "forget")
-                if not f < best[0][1] or scores.get(key, new, "val") < floor:
+                # ``not v >= floor``, the exhaustive rule's test, also refuses a NaN validation accuracy
+                if not f < best[0][1] or not scores.get(key, new, "val") >= floor:
                     continue
                 rank = (0.0, f)
             else:
