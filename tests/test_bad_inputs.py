@@ -293,6 +293,35 @@ def test_unlearn_plot_of_a_missing_run_creates_nothing(tmp_path: Path, capsys: p
     assert not run.exists()  # it used to become an empty run marked FINISHED
 
 
+def _damaged_run(tmp_path: Path, damage) -> Path:
+    """A copy of the committed vision results.csv with ``damage`` applied to its text."""
+    good = Path(__file__).parent.parent / "unlearning" / "results" / "vision" / "results.csv"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.csv").write_text(damage(good.read_text()))
+    return run
+
+
+@pytest.mark.parametrize("case,damage,needles", [
+    # a non-numeric Acc_corr used to end in a traceback from metrics.num
+    ("non-numeric", lambda t: t.replace("0.0925926", "abc", 1), [":2:", "column 'acc_corr'", "'abc'"]),
+    # a file cut mid-row used to be tabulated with its partial row
+    ("cut-mid-row", lambda t: t[:t.index("\n", t.index("\n") + 1) + 1] + "oracle,badnets,,22,2",
+     [":3:", "column 'seed'", "cut short"]),
+    ("cut-in-last-cell", lambda t: t.rstrip("\n")[:-1], ["no line end", "truncated"]),
+])
+def test_unlearn_plot_refuses_a_damaged_results_csv(case: str, damage, needles: list[str], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    run = _damaged_run(tmp_path, damage)
+    capsys.readouterr()
+    assert afcu(["unlearn", "plot", str(run)]) == 2, case
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "results.csv" in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    assert sorted(p.name for p in run.iterdir()) == ["results.csv"]  # no summary, table, figure or FINISHED
+
+
 def test_docs_generate_corrected_command_proceeds(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                   embedded_tokenizer_dir: Path) -> None:
     """The issue's case: `docs generate` with a bad value, then the corrected command into the same --out."""

@@ -35,8 +35,8 @@ from unlearning import distributed
 from unlearning.flagging import SINGLE, flag, forget_retain
 from unlearning.methods import METHODS, MethodConfig, run_method
 from unlearning.methods.base import config_fields as method_fields, make_config
-from unlearning.metrics import (markdown_table, membership_summary, membership_table, read_rows, rows_to_csv,
-                                summarize, summary_table)
+from unlearning.metrics import (markdown_table, membership_summary, membership_table, read_results, read_rows,
+                                rows_to_csv, summarize, summary_table)
 from unlearning.selection import grid_fields, select_and_run
 
 
@@ -423,7 +423,7 @@ def finish(run_dir: Path) -> dict[str, Any]:
         from unlearning.organism_report import finish as finish_organism
 
         return finish_organism(run_dir)
-    rows = read_rows(run_dir / "results.csv")
+    rows = read_results(run_dir / "results.csv")  # checked: a damaged file is refused, not half-tabulated
     summary = {"summary": summarize(rows), "n_rows": len(rows)}
     atomic_write_json(run_dir / "summary.json", summary)
     table = "## Summary per setting (manipulation_n|S_m|) and method\n\n" + summary_table(summary["summary"])

@@ -43,6 +43,44 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         return list(csv.DictReader(fh))
 
 
+# results.csv columns that hold text; every other column holds numbers or is empty
+TEXT_COLUMNS = ("method", "manipulation", "fraction", "chosen", "mia_score", "company", "tier")
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """A run's results.csv for ``afcu unlearn plot`` and the end of a run, read with the project's
+    CSV reader (afcu/userfiles.py) and checked: AfcuError naming the file, line and column for a
+    row cut short (a truncated file), a last row without its line end, or a non-numeric value."""
+    from afcu.errors import AfcuError
+    from afcu.userfiles import read_csv
+
+    recs = read_csv(path, "results", encoding_flag=None, allow_no_rows=True)
+    p, header = recs.path, recs.fields
+    fix = "restore the file, or remove that row and rerun `afcu unlearn bench` with the same --out to redo its cell"
+    for row, line in zip(recs.rows, recs.lines):
+        short = [c for c in header if row.get(c) is None]
+        if short:
+            raise AfcuError(f"{p}:{line}: column '{short[0]}': the row has {len(header) - len(short)} of the "
+                            f"header's {len(header)} cells (cut short: a truncated file?); {fix}")
+        for col in header:
+            v = row[col]
+            if col in TEXT_COLUMNS or v == "":
+                if col == "fraction" and v not in ("", "single"):
+                    try:
+                        float(v)
+                    except ValueError:
+                        raise AfcuError(f"{p}:{line}: column 'fraction': {v!r} is not 'single' or a number; "
+                                        f"{fix}") from None
+                continue
+            try:
+                float(v)
+            except ValueError:
+                raise AfcuError(f"{p}:{line}: column '{col}': {v!r} is not a number; {fix}") from None
+    if recs.rows and not p.read_bytes().endswith(b"\n"):  # every row the bench writes ends with a newline
+        raise AfcuError(f"{p}:{recs.lines[-1]}: the last row has no line end (cut mid-row: a truncated file?); {fix}")
+    return recs.rows
+
+
 def rows_to_csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     buf = io.StringIO()
     # default: COLUMNS, the mia_* ones only in --verify membership runs (other runs keep their header)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from afcu.runs import atomic_write_json, atomic_write_text, mark_finished
-from unlearning.metrics import _fmt, num, read_rows
+from unlearning.metrics import _fmt, num, read_results
 
 FIGURE = "figures/organism_unlearning.png"
 TIERS = ("free", "paid")
@@ -125,7 +125,7 @@ def plot(rows: list[dict[str, Any]], png: Path) -> Path | None:
 
 def finish(run_dir: Path) -> dict[str, Any]:
     """summary.json, table.md and the figure from results.csv; marks the run finished."""
-    rows = read_rows(run_dir / "results.csv")
+    rows = read_results(run_dir / "results.csv")  # checked: a damaged file is refused, not half-tabulated
     import yaml
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
