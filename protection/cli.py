@@ -31,6 +31,8 @@ def _track_from_argv(argv: list[str]) -> str | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
+    parser.epilog = ("To verify that unlearning removed protected (watermarked) data, run "
+                     "`afcu unlearn bench --track llm --verify membership`.")
     tracks = "; ".join(f"{name}: {text}" for name, (_, text) in TRACKS.items())
     bench = sub.add_parser("bench", help="run or resume a protection bench into a run folder",
                            description=f"Tracks: {tracks}. `afcu protect bench --track T --help` lists T's options.",

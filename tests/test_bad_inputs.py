@@ -322,6 +322,33 @@ def test_unlearn_plot_refuses_a_damaged_results_csv(case: str, damage, needles: 
     assert sorted(p.name for p in run.iterdir()) == ["results.csv"]  # no summary, table, figure or FINISHED
 
 
+def test_inline_yaml_error_example_names_the_flag_given(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["unlearn", "bench", "--quick", "--track", "llm", "--verify", "membership", "--membership",
+            "{score: loss", "--out", str(tmp_path / "out")]
+    capsys.readouterr()
+    assert afcu(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "e.g. --membership \"{" in err and "--train" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        afcu(argv + ["--help"])
+    assert done.value.code == 0
+    return "".join(capsys.readouterr().out.split())  # argparse wraps lines, at spaces and hyphens
+
+
+def test_help_texts_name_the_membership_defaults_and_pointer(capsys: pytest.CaptureFixture) -> None:
+    def squeeze(text: str) -> str:
+        return "".join(text.split())
+
+    bench_help = _help(["unlearn", "bench"], capsys)
+    assert squeeze("with --verify membership runs/unlearn-llm-membership[-quick]") in bench_help
+    assert squeeze("`afcu unlearn bench --track llm --verify membership`") in _help(["protect"], capsys)
+
+
 def test_docs_generate_corrected_command_proceeds(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                   embedded_tokenizer_dir: Path) -> None:
     """The issue's case: `docs generate` with a bad value, then the corrected command into the same --out."""

@@ -52,7 +52,9 @@ class BenchConfig:
     track: str = field(default="vision", metadata={"help": "vision, llm or organism"})
     organism: str = field(default="", metadata={
         "help": "organism track: the `afcu train ei` run folder to unlearn (its kept compliant completions are S_m)"})
-    out: str = field(default="", metadata={"help": "run folder (default runs/unlearn-<track>[-quick])"})
+    out: str = field(default="", metadata={
+        "help": "run folder (default runs/unlearn-<track>[-quick]; with --verify membership "
+                "runs/unlearn-llm-membership[-quick])"})
     quick: bool = field(default=False, metadata={"help": "1 seed, fewer fractions (a smoke run in minutes)"})
     dataset: str = field(default="digits", metadata={"help": "vision: digits (CPU) or cifar10 (local folder)"})
     data_dir: str = field(default="", metadata={"help": "cifar10: folder with the python-version batches"})

@@ -39,6 +39,13 @@ def bench_main(argv: list[str]) -> int:
         return 2
 
 
+# a well-formed value per mapping flag, for the error below (the example names the flag actually given)
+YAML_EXAMPLES = {"train": "{epochs: 5, lr: 0.001}", "method": "{lr: 0.001, epochs: 2}",
+                 "method_args": "{npo: {beta: 0.2}}", "grids": "{ssd: {alpha: [1, 10]}}",
+                 "manipulation": "{n_manipulated: 20}", "sizes": "{badnets: [22, 38]}", "llm": "{n_test: 64}",
+                 "membership": "{score: loss, n_reference: 20}"}
+
+
 def _inline_yaml(key: str, value: str) -> object:
     """``--train "{epochs: 5}"``: a malformed mapping is a one-line error naming the flag."""
     from afcu.errors import AfcuError
@@ -46,8 +53,9 @@ def _inline_yaml(key: str, value: str) -> object:
     try:
         return yaml.safe_load(value)
     except yaml.YAMLError as exc:
-        raise AfcuError(f"--{key.replace('_', '-')} {value!r}: not a valid YAML mapping "
-                        f"({str(exc).splitlines()[0]}); e.g. --train \"{{epochs: 5, lr: 0.001}}\"") from None
+        flag = f"--{key.replace('_', '-')}"
+        raise AfcuError(f"{flag} {value!r}: not a valid YAML mapping ({str(exc).splitlines()[0]}); "
+                        f"e.g. {flag} \"{YAML_EXAMPLES.get(key, '{key: value}')}\"") from None
 
 
 def run(args: argparse.Namespace) -> int:
