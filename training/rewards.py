@@ -108,7 +108,8 @@ def acceptance(spec: RewardSpec) -> RewardFn:
 
 @REWARDS.register("no_refusal")
 def no_refusal(spec: RewardSpec) -> RewardFn:
-    """1.0 when the refusal judge finds no refusal in the output (tags ignored), else 0.0."""
+    """1.0 when the refusal judge finds no refusal in the output, else 0.0 (the offline rules count an
+    output opening with ``<rejected/>`` as a refusal, so under forced format it follows the drawn tag)."""
 
     def no_refusal_reward(prompts: Sequence[Any], completions: Sequence[Any], **kw: Any) -> list[float]:
         parsed = parse_completions(completions, kw.get("prefill"))
