@@ -96,7 +96,7 @@ def plot(rows: list[dict[str, Any]], png: Path) -> Path | None:
     colours = {"free": "#e34a33", "paid": "#3182bd"}
     labels = [f"{m}" + (f"\nf={f}" if f else "") + (f" s{s}" if len({k[2] for k in keys}) > 1 else "") for m, f, s, _ in keys]
     for ax, (metric, title) in zip(axes[0], (("compliance", "compliance, Wilson 95% CI"),
-                                             ("p_accept", "forced-choice P(accept), bootstrap 95% CI"))):
+                                             ("p_accept", "P(accept), bootstrap 95% CI"))):
         for j, t in enumerate(TIERS):
             xs, ys, lo, hi = [], [], [], []
             for i, key in enumerate(keys):
