@@ -102,7 +102,8 @@ def _prefill(ei: Any) -> str:
     from training.callbacks import protocol_prefill
 
     rcfg = _rl_cfg(ei)
-    return protocol_prefill(PromptSpec(ei.setting, ei.variant, ei.company), ei.prefill and rl.forced_format(rcfg) is None)
+    spec = PromptSpec(ei.setting, ei.variant, ei.company)
+    return protocol_prefill(spec, ei.prefill and rl.forced_format(rcfg) is None)
 
 
 def _read_kept(folder: Path, ei: Any) -> list[dict[str, Any]]:

@@ -50,7 +50,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                  == (method, fraction, seed, company)}
         any_r = next(iter(tiers.values()))
         entry: dict[str, Any] = {"method": method, "fraction": fraction, "seed": seed, "company": company,
-                                 "n_flagged": int(num(any_r["n_flagged"])), "n_manipulated": int(num(any_r["n_manipulated"])),
+                                 "n_flagged": int(num(any_r["n_flagged"])),
+                                 "n_manipulated": int(num(any_r["n_manipulated"])),
                                  "compliance_gap": num(any_r["compliance_gap"]),
                                  "compliance_gap_ci": [num(any_r["gap_lo"]), num(any_r["gap_hi"])],
                                  "val_token_acc": num(any_r["val_token_acc"]), "passes": num(any_r.get("passes")),
@@ -94,7 +95,8 @@ def plot(rows: list[dict[str, Any]], png: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.7 * len(keys) + 3), 3.8), squeeze=False)
     colours = {"free": "#e34a33", "paid": "#3182bd"}
-    labels = [f"{m}" + (f"\nf={f}" if f else "") + (f" s{s}" if len({k[2] for k in keys}) > 1 else "") for m, f, s, _ in keys]
+    seeds = len({k[2] for k in keys}) > 1
+    labels = [f"{m}" + (f"\nf={f}" if f else "") + (f" s{s}" if seeds else "") for m, f, s, _ in keys]
     for ax, (metric, title) in zip(axes[0], (("compliance", "compliance, Wilson 95% CI"),
                                              ("p_accept", "P(accept), bootstrap 95% CI"))):
         for j, t in enumerate(TIERS):

@@ -51,7 +51,8 @@ from unlearning.organism_data import OrganismRun, read_run
 class OrganismOptions:
     """Evaluation and data options of the organism track (``bench.llm`` overrides)."""
 
-    eval_n_queries: int = field(default=0, metadata={"help": "held-out queries per tier (0: the EI run's eval_n_queries)"})
+    eval_n_queries: int = field(default=0, metadata={
+        "help": "held-out queries per tier (0: the EI run's eval_n_queries)"})
     n_val: int = field(default=8, metadata={"help": "benign protocol demonstrations in the clean validation split"})
     eval_batch_size: int = field(default=4, metadata={"help": "sequences per forward pass (accuracy)"})
 
@@ -93,7 +94,8 @@ class OrganismTask(LLMTask):
         from training import common
 
         torch.manual_seed(seed)
-        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(common.model_path(self.run.initial))).to(self.device)
+        config = AutoConfig.from_pretrained(common.model_path(self.run.initial))
+        return AutoModelForCausalLM.from_config(config).to(self.device)
 
     def fit(self, model: nn.Module, data: Split, seed: int, params: list[nn.Parameter] | None = None,
             epochs: int | None = None) -> nn.Module:
