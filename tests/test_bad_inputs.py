@@ -176,6 +176,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
      ["field 'organism'", "only with --track organism", "drop --organism"]),
     ("bench-organism-is-file", BENCH + ["--track", "organism", "--organism", "{q_good_jsonl}"],
      ["--organism", "q_good.jsonl", "is a file, not a run folder"]),
+    # a grid value of the wrong type used to reach AdamW and end in a traceback mid-run
+    ("bench-grid-value-type", BENCH + ["--track", "vision", "--quick", "--grids", "{gradient_ascent: {lr: [fast]}}"],
+     ["grids.gradient_ascent", "'lr'", "fast"]),
     # --- afcu train --------------------------------------------------------------------------------
     ("sft-data-missing", ["train", "sft", "--data", "{tmp}/docs.jsonl"], ["docs.jsonl", "not found"]),
     ("sft-data-malformed", ["train", "sft", "--data", "{docs_bad_jsonl}"], ["docs_bad.jsonl:2"]),

@@ -37,7 +37,7 @@ from unlearning.methods import METHODS, MethodConfig, run_method
 from unlearning.methods.base import config_fields as method_fields, make_config
 from unlearning.metrics import (markdown_table, membership_summary, membership_table, read_results, read_rows,
                                 rows_to_csv, summarize, summary_table)
-from unlearning.selection import grid_fields, select_and_run
+from unlearning.selection import candidates, grid_config, grid_fields, select_and_run
 
 
 def all_methods() -> list[str]:
@@ -160,6 +160,9 @@ def resolve(data: dict[str, Any], source: str) -> BenchConfig:
         if m not in METHODS or bad:
             raise AfcuError(f"{source}: field 'grids': {m!r} {'fields ' + ', '.join(bad) if bad else ''} "
                             "unknown; give a method name mapping its config fields to lists")
+        base = make_config(m, cfg.method, dict(cfg.method_args.get(m) or {}), source)
+        for cand in candidates(grid or {}):  # each value read as its field's type now, not inside the run
+            grid_config(base, cand, f"{source}: field 'grids.{m}'")
     for manip, sizes in cfg.sizes.items():
         if not isinstance(sizes, list) or not all(isinstance(n, int) and n > 0 for n in sizes):
             raise AfcuError(f"{source}: field 'sizes': {manip!r} must map to a list of positive integers")

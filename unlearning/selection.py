@@ -52,6 +52,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from afcu.config import config_from_dict
+
 from unlearning.data import Split, Task
 from unlearning.methods import METHODS, Cost, MethodConfig, run_method
 from unlearning.methods.base import make_config, measured, task_of
@@ -106,6 +108,11 @@ class Scores:
         return self.known[(key, split)]
 
 
+def grid_config(config: MethodConfig, cand: dict[str, Any], source: str = "grid") -> MethodConfig:
+    """``config`` with a candidate's values, each read as its field's type (YAML reads ``1e-3`` as a string)."""
+    return config_from_dict(type(config), {**dataclasses.asdict(config), **cand}, source)
+
+
 def select_and_run(method: str, model: nn.Module, forget: Split, retain: Split, config: MethodConfig,
                    grid: dict[str, list[Any]], accuracy: Scorer, val: Split,
                    tolerance: float) -> tuple[nn.Module, Cost, dict[str, Any]]:
@@ -129,7 +136,7 @@ def select_and_run(method: str, model: nn.Module, forget: Split, retain: Split, 
         state = prepare(model, forget, retain, config) if prepare is not None else None
         best: tuple[tuple[float, float], nn.Module, dict[str, Any], dict[str, Any]] | None = None
         for cand in candidates(grid):
-            new, cost = run_method(method, model, forget, retain, dataclasses.replace(config, **cand), state=state)
+            new, cost = run_method(method, model, forget, retain, grid_config(config, cand), state=state)
             key = digest(new)
             if best is not None and best[0][0] == 0.0:  # an admissible one is held: only a lower S_f accuracy wins
                 f = scores.get(key, new, "forget")

@@ -190,3 +190,14 @@ def test_cost_ratio_table_is_per_cell_against_retrain():
     # seed 0: 100/1000 = 0.1, seed 1: 300/2000 = 0.15 -> mean 0.125, max 0.15; all f: 200/1500
     assert "| badnets_n40 | ssd | 0.125 (max 0.150) | 0.1333 |" in table
     assert "retrain |" not in table
+
+
+def test_grid_values_are_read_as_their_field_types() -> None:
+    """YAML 1.1 reads ``1e-3`` as a string: a grid candidate must still reach the method as a float."""
+    from unlearning.methods.base import make_config
+    from unlearning.selection import grid_config
+
+    base = make_config("gradient_ascent", {"lr": 1e-4})
+    got = grid_config(base, {"lr": "1e-3"})
+    assert isinstance(got.lr, float) and got.lr == 1e-3
+    assert type(got) is type(base) and got.epochs == base.epochs
