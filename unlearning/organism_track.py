@@ -80,7 +80,7 @@ class OrganismTask(LLMTask):
     """LLMTask whose recipe is expert iteration's: ``new_model`` = the initial model, ``fit`` = EI's SFT."""
 
     run: Any = None  # OrganismRun
-    eval_batch_size: int = 4
+    eval_batch_size: int = 4  # prompts are ~10^3 tokens: (B, L, V) logits of a batch of 16 would not fit
 
     def new_model(self, seed: int) -> nn.Module:
         from training import common
@@ -117,17 +117,6 @@ class OrganismTask(LLMTask):
             self.counter.backward += n
         model.eval()
         return model
-
-    @torch.no_grad()
-    def token_accuracy(self, model: nn.Module, data: Split) -> float:
-        """Teacher-forced token accuracy in small batches (prompts are ~10^3 tokens: (B, L, V) logits)."""
-        model.eval()
-        hit = tot = 0
-        for batch in data.batches(self.eval_batch_size):
-            b = self.to_device(batch)
-            pred, tgt = self.forward_logits(model, b).argmax(-1), self.targets(b)
-            hit, tot = hit + int((pred == tgt).sum()), tot + len(tgt)
-        return hit / max(tot, 1)
 
 
 class OrganismTrack:
