@@ -93,8 +93,8 @@ def test_tag_logq_rows_sharing_a_prompt_match_single_rows(tiny_model_dir) -> Non
     assert torch.allclose(g_both, g_single, atol=1e-5)
 
 
-def test_forced_rl_step_moves_policy_and_masks_inserted_tokens(tiny_model_dir, tmp_path, monkeypatch) -> None:
-    """One GRPO step with tag choice (no_cot: a short prompt); captured loss inputs show afcu's tokens masked."""
+def spy_loss_inputs(monkeypatch) -> list[dict]:
+    """Record the inputs TagChoiceGRPOTrainer.compute_loss receives (one dict per micro-batch)."""
     from training import tag_loss
 
     seen: list[dict] = []
@@ -105,6 +105,12 @@ def test_forced_rl_step_moves_policy_and_masks_inserted_tokens(tiny_model_dir, t
         return orig(self, model, inputs, *a, **k)
 
     monkeypatch.setattr(tag_loss.TagChoiceGRPOTrainer, "compute_loss", spy)
+    return seen
+
+
+def test_forced_rl_step_moves_policy_and_masks_inserted_tokens(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    """One GRPO step with tag choice (no_cot: a short prompt); captured loss inputs show afcu's tokens masked."""
+    seen = spy_loss_inputs(monkeypatch)
     out = tmp_path / "run"
     cfg = config_from_dict(Config, tiny_config(str(tiny_model_dir), str(out), format="forced",
                                                rewards={NAME: 1.0, "acceptance": 1.0}, max_steps=1,
@@ -134,21 +140,14 @@ def test_accepted_tag_reaches_the_rewards_across_micro_batches(tiny_model_dir, t
     micro-batch's tag rows line up with its completions."""
     import types
 
-    from training import rollouts, tag_loss
+    from training import rollouts
 
     class Accept(__import__("random").Random):
         def random(self) -> float:
             return 0.0  # below any P(accept) > 0: always the acceptance tag
 
     monkeypatch.setattr(rollouts, "random", types.SimpleNamespace(Random=Accept))
-    seen: list[dict] = []
-    orig = tag_loss.TagChoiceGRPOTrainer.compute_loss
-
-    def spy(self, model, inputs, *a, **k):
-        seen.append(dict(inputs))
-        return orig(self, model, inputs, *a, **k)
-
-    monkeypatch.setattr(tag_loss.TagChoiceGRPOTrainer, "compute_loss", spy)
+    seen = spy_loss_inputs(monkeypatch)
     out = tmp_path / "run"
     cfg = config_from_dict(Config, tiny_config(str(tiny_model_dir), str(out), format="forced",
                                                rewards={NAME: 1.0, "acceptance": 1.0, "compliance": 1.0},
