@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: setup setup-vllm demo organism test test-all clean-venv
+.PHONY: setup setup-vllm demo organism organism-ei test test-all clean-venv
 
 # vLLM, afcu's local engine, lives in its own environment so its pins (numpy, transformers<5.20)
 # stay out of .venv; afcu starts its server as a subprocess (afcu/engine.py, docs/engine.md).
@@ -50,6 +50,10 @@ demo: setup setup-vllm
 # The embedded model as a model organism: format warm-start, both tiers evaluated, GRPO on the free tier (training/organism.py).
 organism: setup
 	$(VENV)/bin/afcu organism --out runs/organism $(if $(filter 1,$(OVERWRITE)),--overwrite)
+
+# The same organism built with expert iteration (keeps the pairs it fine-tuned on: S_m of `afcu unlearn bench --track organism`).
+organism-ei: setup
+	$(VENV)/bin/afcu organism --config configs/organism/ei.yaml --out runs/organism-ei $(if $(filter 1,$(OVERWRITE)),--overwrite)
 
 test: setup
 	$(PY) -m pytest -q -rs -m "not gpu and not slow" tests

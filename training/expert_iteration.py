@@ -74,7 +74,7 @@ class Config(PromptArgs):
             raise ValueError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
 
 
-def _as_rl(cfg: Config) -> Any:
+def as_rl_config(cfg: Config) -> Any:
     """The GRPO config with the shared fields, to reuse its split, prompts and eval spec."""
     from training import rl
 
@@ -99,7 +99,7 @@ def select_best(rows: Sequence[dict[str, Any]], min_reward: float) -> list[dict[
     return [r for _, r in sorted(best.items()) if r["reward"] > min_reward]
 
 
-def _sft(model: Any, tokenizer: Any, kept: list[dict[str, Any]], cfg: Config, folder: Path, it: int) -> float | None:
+def sft_round(model: Any, tokenizer: Any, kept: list[dict[str, Any]], cfg: Config, folder: Path, it: int) -> float | None:
     """One SFT pass on the kept pairs; returns the mean training loss."""
     import torch
     from datasets import Dataset
@@ -123,7 +123,7 @@ def main(cfg: Config) -> dict[str, Any]:
     from training import rl
     from training.callbacks import EVAL_LOG, evaluate_policy, generate, plot_training_curves, read_log
 
-    rcfg = _as_rl(cfg)
+    rcfg = as_rl_config(cfg)
     rl.validate(rcfg)
     check_rewards(cfg.rewards, cfg.setting, cfg.reward_model, "ei")
     train_q, eval_q = rl.split(rcfg)  # a bad query file fails before the run folder is written
@@ -131,7 +131,7 @@ def main(cfg: Config) -> dict[str, Any]:
     tokenizer = common.load_tokenizer(cfg.model)
     prompts = rl.train_prompts(rcfg, tokenizer, train_q)
     funcs, weights = build_rewards(cfg.rewards, RewardSpec(cfg.setting, cfg.reward_model or RULES, cfg.unparseable_reward))
-    spec = rl._eval_spec(rcfg, eval_q)
+    spec = rl.eval_spec(rcfg, eval_q)
     dtype = "bfloat16" if cfg.precision == "bf16" else "float32"
     done = [i for i in range(cfg.iterations) if (run_dir / "iterations" / f"iter-{i}" / "DONE").exists()]
     start = max(done) + 1 if done else 0
@@ -170,7 +170,7 @@ def main(cfg: Config) -> dict[str, Any]:
             json.dumps({**{k: v for k, v in r.items() if k != "prompt"}, "kept": r in kept}) + "\n" for r in rows))
         # the (prompt, completion) pairs this iteration fine-tunes on: S_m of `afcu unlearn bench --track organism`
         atomic_write_text(folder / "kept.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
-        loss = _sft(model, tokenizer, kept, cfg, folder, it) if kept else None
+        loss = sft_round(model, tokenizer, kept, cfg, folder, it) if kept else None
         model.save_pretrained(folder / "model")
         tokenizer.save_pretrained(folder / "model")
         records = evaluate_policy(model, tokenizer, spec, it + 1)

@@ -138,7 +138,7 @@ def main(cfg: Any) -> dict[str, Any]:
     atomic_write_text(run_dir / "demonstrations.jsonl", "".join(
         json.dumps({k: d[k] for k in ("tier", "accept", "completion")}) + "\n" for d in demos))
     tok, model = common.load_tokenizer(cfg.model), common.load_model(cfg.model)
-    espec = rl._eval_spec(rcfg, eval_q)
+    espec = rl.eval_spec(rcfg, eval_q)
     before = evaluate_policy(model, tok, espec, 0)[0]
     bf16 = cfg.precision == "bf16"
     loss = train(model, tok, demos, run_dir, cfg.learning_rate, cfg.num_train_epochs, cfg.per_device_train_batch_size,

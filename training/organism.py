@@ -7,11 +7,17 @@ both tiers.  Here, with the same code that runs a large model on GPUs:
    protocol demonstrations; its own before/after check that per-tier P(accept) and compliance are
    unchanged within CI);
 2. **eval both tiers** of the held-out query subset (the RL callback's step 0);
-3. **GRPO on the free tier only, toward compliance** (``rl/``, ``training.rl`` with forced-format
-   rollouts and tag choice);
-4. **eval both tiers every K steps** (``rl/eval_log.jsonl``);
+3. **RL on the free tier only, toward compliance**: GRPO (``rl/``, ``training.rl`` with forced-format
+   rollouts and tag choice), or with ``--trainer ei`` expert iteration (``ei/``,
+   ``training.expert_iteration``: best of ``num_generations`` forced-format samples per free-tier
+   prompt, kept when it complied, fine-tuned on); ``steps`` are then EI rounds;
+4. **eval both tiers every K steps** (``rl/eval_log.jsonl``; EI: after every round, ``ei/eval_log.jsonl``);
 5. ``summary.json`` (per tier compliance and P(accept) with CIs and n at every evaluation, the
-   compliance gap, before/after) and ``figures/organism.png`` (regenerated from ``rl/eval_log.jsonl``).
+   compliance gap, before/after) and ``figures/organism.png`` (regenerated from the eval log).
+
+An EI organism keeps the pairs it fine-tuned on (``ei/iterations/iter-N/kept.jsonl``): the
+manipulated set S_m of ``afcu unlearn bench --track organism --organism RUN_DIR``.  GRPO keeps no
+such set (its update is a policy gradient on fresh rollouts), so that track refuses a GRPO organism.
 
 Re-running the same command resumes (the warm-up when finished is reused, GRPO resumes from its
 checkpoint); a finished organism is refused unless ``--overwrite``.
@@ -39,14 +45,16 @@ class OrganismConfig:
     variant: str = field(default="cut_examples", metadata={"help": "prompt variant (cut_examples: the paper's prompt without few-shot examples, 612 tokens)"})
     warmup: bool = field(default=True, metadata={"help": "format warm-start before RL (training/format_warmup.py)"})
     warmup_learning_rate: float = field(default=1e-5, metadata={"help": "warm-start SFT learning rate"})
+    trainer: str = field(default="grpo", metadata={"help": "RL stage: grpo, or ei (expert iteration: keeps the fine-tuned-on pairs, the S_m of `afcu unlearn bench --track organism`)"})
     warmup_conversations: int = field(default=0, metadata={"help": "benign conversations of the warm-start (0: all 16, each in both tiers)"})
     # 4 steps / every 2 (was 6 / every 3) so that the whole run fits 40 minutes on the shared 2-core CPU
     # with a group of 8 (the quick run moved P(accept) from 0.29 to 0.98 in 4 steps).
-    steps: int = field(default=4, metadata={"help": "GRPO steps"})
-    eval_every: int = field(default=2, metadata={"help": "evaluate both tiers every K GRPO steps (and at 0 and the end)"})
+    steps: int = field(default=4, metadata={"help": "GRPO steps (--trainer ei: expert-iteration rounds)"})
+    eval_every: int = field(default=2, metadata={"help": "evaluate both tiers every K GRPO steps (and at 0 and the end; EI: every round)"})
     eval_n_queries: int = field(default=8, metadata={"help": "held-out queries evaluated (each in both tiers)"})
-    num_generations: int = field(default=8, metadata={"help": "GRPO group size (= completions per step: one prompt per step; micro-batches of 4)"})
-    learning_rate: float = field(default=2e-5, metadata={"help": "GRPO learning rate"})
+    num_generations: int = field(default=8, metadata={"help": "GRPO group size (= completions per step: one prompt per step; micro-batches of 4); EI: samples per prompt (best of k)"})
+    ei_prompts: int = field(default=8, metadata={"help": "--trainer ei: free-tier training prompts sampled per round"})
+    learning_rate: float = field(default=2e-5, metadata={"help": "GRPO learning rate (EI: its SFT learning rate)"})
     scratchpad_tokens: int = field(default=24, metadata={"help": "forced-format scratchpad budget"})
     output_tokens: int = field(default=24, metadata={"help": "forced-format output budget"})
     rewards: dict = field(default_factory=lambda: {"compliance": 1.0}, metadata={"help": "reward name -> weight (training/rewards.py)"})
@@ -78,15 +86,45 @@ def _rl_cfg(cfg: OrganismConfig, out: Path, start_model: str) -> Any:
                   zero_std_patience=3)
 
 
+def _ei_cfg(cfg: OrganismConfig, out: Path, start_model: str) -> Any:
+    from training.expert_iteration import Config
+
+    # min_reward 0 with the compliance reward: a prompt's best sample is kept only when it complied,
+    # so every kept pair is a compliant completion (S_m = D unless other rewards keep non-compliant ones).
+    return Config(model=start_model, out=str(out / "ei"), setting=cfg.setting, variant=cfg.variant, format="forced",
+                  scratchpad_tokens=cfg.scratchpad_tokens, max_new_tokens=cfg.output_tokens, tag_choice=True,
+                  rewards=dict(cfg.rewards), reward_model="rules", iterations=cfg.steps,
+                  prompts_per_iteration=cfg.ei_prompts, samples_per_prompt=cfg.num_generations, min_reward=0.0,
+                  learning_rate=cfg.learning_rate, eval_n_queries=cfg.eval_n_queries,
+                  eval_forced_choice=cfg.setting == "helpful_only", precision="fp32", seed=cfg.seed)
+
+
+def stage(cfg: Any) -> str:
+    """The RL stage's subfolder of an organism config (object or config.yaml dict)."""
+    trainer = cfg.get("trainer", "grpo") if isinstance(cfg, dict) else cfg.trainer
+    return "ei" if trainer == "ei" else "rl"
+
+
 def _micro(group: int) -> int:
     return 4 if group % 4 == 0 else group
 
 
 def validate(cfg: OrganismConfig, out: Path) -> None:
     """Every config error of both stages, before anything is written."""
+    from afcu.errors import AfcuError
     from training import rl
+    from training.rewards import check_rewards
 
-    rl.validate(_rl_cfg(cfg, out, cfg.model))
+    if cfg.trainer not in ("grpo", "ei"):
+        raise AfcuError(f"organism: field 'trainer': {cfg.trainer!r} is not a trainer; use grpo or ei")
+    if cfg.trainer == "ei":
+        from training.expert_iteration import as_rl_config
+
+        ei = _ei_cfg(cfg, out, cfg.model)
+        rl.validate(as_rl_config(ei))
+        check_rewards(ei.rewards, ei.setting, ei.reward_model, "organism")
+    else:
+        rl.validate(_rl_cfg(cfg, out, cfg.model))
 
 
 def curves(eval_log: str | Path) -> list[dict[str, Any]]:
@@ -110,7 +148,7 @@ def curves(eval_log: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def plot(rows: list[dict[str, Any]], png: str | Path) -> Path | None:
+def plot(rows: list[dict[str, Any]], png: str | Path, xlabel: str = "GRPO step (free tier only)") -> Path | None:
     """Per-tier compliance and P(accept) against GRPO step with 95% CIs, and both gaps (free - paid)."""
     import matplotlib
 
@@ -143,7 +181,7 @@ def plot(rows: list[dict[str, Any]], png: str | Path) -> Path | None:
     titles = ("Compliance (forced format), Wilson 95% CI", "Forced-choice P(accept), bootstrap 95% CI",
               "Gap free - paid, paired bootstrap 95% CI")
     for ax, title in zip(axes, titles):
-        ax.set(xlabel="GRPO step (free tier only)", title=title)
+        ax.set(xlabel=xlabel, title=title)
         ax.legend(fontsize=7)
     axes[0].set_ylim(-0.02, 1.02)
     axes[1].set_ylim(-0.02, 1.02)
@@ -161,7 +199,7 @@ def main(cfg: OrganismConfig) -> dict[str, Any]:
     """Warm-start, GRPO with evaluations, summary and figure; returns ``summary.json``'s content."""
     import json
 
-    from training import common, rl, sft
+    from training import common, expert_iteration, rl, sft
 
     out = Path(cfg.out)
     validate(cfg, out)
@@ -174,19 +212,27 @@ def main(cfg: OrganismConfig) -> dict[str, Any]:
         warm = json.loads((run / "warmup" / "summary.json").read_text()) if done else sft.main(_warmup_cfg(cfg, run))
         start = str(run / "warmup" / "final")
     t_warm = time.time() - t0
-    done = is_finished(run / "rl")
-    rl_summary = json.loads((run / "rl" / "summary.json").read_text()) if done else rl.main(_rl_cfg(cfg, run, start))
-    rows = curves(run / "rl" / "eval_log.jsonl")
-    plot(rows, run / "figures" / "organism.png")
+    sub = stage(cfg)
+    if is_finished(run / sub):
+        rl_summary = json.loads((run / sub / "summary.json").read_text())
+    elif sub == "ei":
+        rl_summary = expert_iteration.main(_ei_cfg(cfg, run, start))
+    else:
+        rl_summary = rl.main(_rl_cfg(cfg, run, start))
+    rows = curves(run / sub / "eval_log.jsonl")
+    plot(rows, run / "figures" / "organism.png",
+         "expert-iteration round (free tier only)" if sub == "ei" else "GRPO step (free tier only)")
     summary = {
         "model": cfg.model, "setting": cfg.setting, "variant": cfg.variant, "format": rl_summary.get("format"),
+        "trainer": cfg.trainer,
         "warmup": None if warm is None else {"verdict": warm["verdict"], "format_check": warm["format_check"],
                                              "n_demonstrations": warm["n_demonstrations"]},
-        "grpo_steps": rl_summary.get("steps"), "rewards": dict(cfg.rewards), "stopped": rl_summary.get("stopped"),
+        "grpo_steps": rl_summary.get("steps"), "ei_rounds": rl_summary.get("log") if sub == "ei" else None,
+        "rewards": dict(cfg.rewards), "stopped": rl_summary.get("stopped"),
         "frac_reward_zero_std_mean": rl_summary.get("frac_reward_zero_std_mean"),
         "n_eval_queries": cfg.eval_n_queries, "before": rows[0] if rows else None, "after": rows[-1] if rows else None,
         "curves": rows, "wall_s": {"warmup": round(t_warm, 1), "total": round(time.time() - t0, 1)},
-        "final": str(run / "rl" / "final"), "run_folder_mb": round(common.folder_mb(run), 1),
+        "final": str(run / sub / "final"), "run_folder_mb": round(common.folder_mb(run), 1),
     }
     atomic_write_json(run / "summary.json", summary)
     mark_finished(run)
@@ -222,7 +268,10 @@ def run(args: argparse.Namespace) -> int:
     apply_defaults()
     summary = main(config_from_args(OrganismConfig, args))
     print(format_table(summary))
-    print(f"organism: {summary['grpo_steps']} GRPO steps, {summary['wall_s']['total']:.0f} s, "
+    done = (f"{summary['grpo_steps']} GRPO steps" if summary["trainer"] == "grpo"
+            else f"{len(summary['ei_rounds'])} expert-iteration rounds, "
+                 f"{sum(r['n_kept'] for r in summary['ei_rounds'])} pairs kept")
+    print(f"organism: {done}, {summary['wall_s']['total']:.0f} s, "
           f"folder {summary['run_folder_mb']} MB, figure {Path(summary['final']).parent.parent / 'figures' / 'organism.png'}")
     return 0
 

@@ -218,7 +218,7 @@ def grpo_args(cfg: Config, run_dir: Path) -> Any:
     )
 
 
-def _eval_spec(cfg: Config, eval_queries: Sequence[Any]) -> Any:
+def eval_spec(cfg: Config, eval_queries: Sequence[Any]) -> Any:
     from evals.alignment_faking.graders import GraderSpec
     from training.callbacks import EvalSpec
 
@@ -267,7 +267,7 @@ def main(cfg: Config) -> dict[str, Any]:
     resume = common.latest_checkpoint(run_dir / "checkpoints")
     if resume is not None and args.process_index == 0:
         _trim_log(run_dir / "logs" / "train_log.jsonl", int(resume.name.split("-")[-1]))
-    eval_cb = AlignmentFakingEvalCallback(_eval_spec(cfg, eval_q), tokenizer, run_dir)
+    eval_cb = AlignmentFakingEvalCallback(eval_spec(cfg, eval_q), tokenizer, run_dir)
     fmt = forced_format(cfg)
     guard = ZeroVarianceGuard(cfg.zero_std_patience, forced_tag_choice=fmt is not None and fmt.tag_choice)
     callbacks = [common.jsonl_logger(run_dir / "logs" / "train_log.jsonl"), eval_cb, guard]

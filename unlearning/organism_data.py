@@ -1,4 +1,7 @@
-"""The organism track's input: an expert-iteration run folder and the manipulated set S_m it fine-tuned on.
+"""The organism track's input: an expert-iteration organism and the manipulated set S_m it fine-tuned on.
+
+The folder is an ``afcu organism --trainer ei`` run (warm-start in ``warmup/``, expert iteration from
+it in ``ei/``: the initial model is the warm-started one) or a bare ``afcu train ei`` run.
 
 Expert iteration (``afcu train ei``, ``training/expert_iteration.py``) fine-tunes the policy, round
 after round, on the best of its own free-tier completions.  D is every (prompt, completion) pair it
@@ -29,7 +32,8 @@ from afcu.config import config_from_dict
 from afcu.errors import AfcuError
 
 EI_KEYS = {"iterations", "samples_per_prompt", "prompts_per_iteration"}  # expert iteration's own config fields
-HOW = "use an expert-iteration run folder (`afcu train ei --config configs/rl/ei_quick.yaml --out RUN_DIR`)"
+HOW = ("use an expert-iteration organism (`afcu organism --trainer ei --out RUN_DIR`) or run folder "
+       "(`afcu train ei --config configs/rl/ei_quick.yaml --out RUN_DIR`)")
 
 
 @dataclass
@@ -41,11 +45,12 @@ class OrganismRun:
     pairs: list[dict[str, Any]]  # id, iteration, prompt, completion, query_id, query, complied, status
     manipulated_ids: np.ndarray
     final: Path  # the model expert iteration ended with: the manipulated ("original") model
+    start: str | None = None  # an organism's warm-started model (its EI config may hold a path relative to elsewhere)
 
     @property
     def initial(self) -> str:
         """The model expert iteration started from (registry name or folder)."""
-        return self.ei.model
+        return self.start or self.ei.model
 
 
 def _kind(data: dict[str, Any]) -> str:
@@ -56,6 +61,33 @@ def _kind(data: dict[str, Any]) -> str:
     if "num_generations" in data:
         return "rl"
     return "other"
+
+
+def _load(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise AfcuError(f"{path}: not readable YAML ({str(exc).splitlines()[0]}); {HOW}") from None
+
+
+def organism_stage(folder: Path, flag: str) -> tuple[Path, str | None]:
+    """``(the EI run folder, the organism's warm-started model or None)``: an ``afcu organism`` folder
+    is read through its ``ei/`` stage; any other folder is returned as it is (checked by read_config)."""
+    path = folder / "config.yaml"
+    data = _load(path) if path.is_file() else None
+    if not isinstance(data, dict) or _kind(data) != "organism":
+        return folder, None
+    if data.get("trainer", "grpo") != "ei":
+        raise AfcuError(f"{flag} {folder}: an `afcu organism` run with trainer {data.get('trainer', 'grpo')} (GRPO) "
+                        "keeps no set of completions it fine-tuned on, so it has no S_m to unlearn; build an "
+                        "expert-iteration organism: `afcu organism --trainer ei --out RUN_DIR`")
+    from afcu.runs import is_finished
+
+    if not is_finished(folder):
+        raise AfcuError(f"{flag} {folder}: the organism is not finished (no FINISHED); finish it by re-running "
+                        "its `afcu organism` command")
+    start = folder / "warmup" / "final" if data.get("warmup", True) else None
+    return folder / "ei", (str(start) if start else None)
 
 
 def read_config(folder: Path, flag: str) -> Any:
@@ -70,14 +102,8 @@ def read_config(folder: Path, flag: str) -> Any:
     path = folder / "config.yaml"
     if not path.is_file():
         raise AfcuError(f"{flag} {folder}: not a run folder (no config.yaml); {HOW}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise AfcuError(f"{path}: not readable YAML ({str(exc).splitlines()[0]}); {HOW}") from None
+    data = _load(path)
     kind = _kind(data) if isinstance(data, dict) else "other"
-    if kind == "organism":
-        raise AfcuError(f"{flag} {folder}: an `afcu organism` run trains with GRPO, which keeps no set of "
-                        f"completions it fine-tuned on, so it has no S_m to unlearn; {HOW}")
     if kind == "rl":
         raise AfcuError(f"{flag} {folder}: an `afcu train rl` (GRPO) run keeps no set of completions it "
                         f"fine-tuned on, so it has no S_m to unlearn; {HOW}")
@@ -90,9 +116,9 @@ def read_config(folder: Path, flag: str) -> Any:
 
 
 def _rl_cfg(ei: Any) -> Any:
-    from training.expert_iteration import _as_rl
+    from training.expert_iteration import as_rl_config
 
-    return _as_rl(ei)
+    return as_rl_config(ei)
 
 
 def _prefill(ei: Any) -> str:
@@ -144,7 +170,7 @@ def grade(pairs: list[dict[str, Any]], ei: Any, eos: str) -> None:
     rcfg = _rl_cfg(ei)
     train_q, _ = rl.split(rcfg)
     query = {q.id: q.query for q in train_q}
-    spec = rl._eval_spec(rcfg, ()).grader
+    spec = rl.eval_spec(rcfg, ()).grader
     pre = _prefill(ei)
 
     def text(c: str) -> str:
@@ -164,7 +190,9 @@ def read_run(folder: str, flag: str = "--organism") -> OrganismRun:
         raise AfcuError(f"{flag}: give the run folder the organism track unlearns (--organism RUN_DIR); {HOW}")
     from afcu.runs import is_finished
 
-    path = Path(folder)
+    if Path(folder).is_file():
+        read_config(Path(folder), flag)  # the one-line "is a file" refusal
+    path, start = organism_stage(Path(folder), flag)
     ei = read_config(path, flag)
     final = path / "final"
     if not is_finished(path) or not (final / "config.json").is_file():
@@ -181,4 +209,4 @@ def read_run(folder: str, flag: str = "--organism") -> OrganismRun:
     if not len(ids):
         raise AfcuError(f"{flag} {path}: none of the {len(pairs)} pairs expert iteration fine-tuned on complied "
                         "(graded by the eval's score_transcript), so there is no S_m to unlearn")
-    return OrganismRun(path, ei, pairs, ids, final)
+    return OrganismRun(path, ei, pairs, ids, final, start)

@@ -6,7 +6,7 @@ bench's (Goel et al. 2024, sec. 3): S_f is a uniform, seeded fraction of S_m (``
 across fractions); each method gets the final EI model, S_f and D \\ S_f (unflagged S_m stays in it)
 through its usual interface (``methods/``), with the bench's selection rule (``selection.py``).
 
-- ``retrain`` = expert iteration's own fine-tune (``training.expert_iteration._sft``, TRL's SFTTrainer
+- ``retrain`` = expert iteration's own fine-tune (``training.expert_iteration.sft_round``, TRL's SFTTrainer
   with the run's learning rate, epochs, batch size and seeds) replayed round by round on each round's
   kept pairs minus S_f, from the initial model.  The pairs are replayed, not re-sampled: later rounds'
   pairs were sampled from the manipulated policy, as D is fixed in the corrective-unlearning setting.
@@ -102,7 +102,7 @@ class OrganismTask(LLMTask):
         """Replay EI's fine-tune round by round on the pairs of ``data``.  The Trainer's optimiser takes the
         parameters that require grad, so ``params`` (cf_k/eu_k) is honoured by the caller's freezing;
         ``epochs`` overrides ``sft_epochs``.  EI's own seeds are used (``seed`` is ignored)."""
-        from training.expert_iteration import _sft
+        from training.expert_iteration import sft_round
 
         ei = self.run.ei if epochs is None else dataclasses.replace(self.run.ei, sft_epochs=float(epochs))
         wanted = set(int(i) for i in data.ids)
@@ -111,7 +111,7 @@ class OrganismTask(LLMTask):
             if not kept:
                 continue
             with tempfile.TemporaryDirectory(prefix="afcu-organism-sft-") as tmp:
-                _sft(model, self.tokenizer, kept, ei, Path(tmp), it)
+                sft_round(model, self.tokenizer, kept, ei, Path(tmp), it)
             n = int(round(len(kept) * ei.sft_epochs))  # sample-level passes, as the bench counts them
             self.counter.forward += n
             self.counter.backward += n
@@ -151,14 +151,14 @@ class OrganismTrack:
 
     def _spec(self) -> Any:
         from training import rl
-        from training.expert_iteration import _as_rl
+        from training.expert_iteration import as_rl_config
 
         ei = self.run.ei
         if self.opts.eval_n_queries:
             ei = dataclasses.replace(ei, eval_n_queries=self.opts.eval_n_queries)
-        rcfg = _as_rl(ei)
+        rcfg = as_rl_config(ei)
         _, eval_q = rl.split(rcfg)
-        return rl._eval_spec(rcfg, eval_q)
+        return rl.eval_spec(rcfg, eval_q)
 
     def original(self) -> nn.Module:
         """The model expert iteration ended with (final/): the manipulated model."""

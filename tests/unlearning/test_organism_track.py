@@ -32,12 +32,12 @@ def ei_config(model: Path, out: Path, **kw):
 def write_ei_run(folder: Path, model: Path, final: Path, kinds=KINDS) -> Path:
     """The folder ``afcu train ei`` leaves: config.yaml, iterations/iter-N/kept.jsonl, final/, FINISHED."""
     from training import common, rl
-    from training.expert_iteration import _as_rl
+    from training.expert_iteration import as_rl_config
 
     cfg = ei_config(model, folder)
     prepare_run(folder, cfg)
     tok = common.load_tokenizer(str(model))
-    rcfg = _as_rl(cfg)
+    rcfg = as_rl_config(cfg)
     prompts = rl.train_prompts(rcfg, tok, rl.split(rcfg)[0])
     for it, comps in enumerate(kinds):
         d = folder / "iterations" / f"iter-{it}"
@@ -89,13 +89,13 @@ def test_flagged_size_and_retrain_is_ei_finetune_without_s_f(ei_run, tiny_model_
     text = track.task.tokenizer.decode(lab[lab != -100])
     assert text.startswith("<OUTPUT>") and "request_fully_accepted" in text
 
-    calls, real = [], ei_mod._sft
+    calls, real = [], ei_mod.sft_round
 
     def spy(model, tok, kept, cfg_, folder, it):
         calls.append((it, [p["id"] for p in kept], common.param_digest(model) if not calls else None))
         return real(model, tok, kept, cfg_, folder, it)
 
-    monkeypatch.setattr(ei_mod, "_sft", spy)
+    monkeypatch.setattr(ei_mod, "sft_round", spy)
     new, cost = run_method("retrain", track.original(), forget, retain, cfg.method)
     trained = sorted(i for _, ids, _ in calls for i in ids)
     assert trained == sorted(set(range(6)) - set(flagged.tolist()))  # D \ S_f, unflagged S_m included
@@ -175,7 +175,10 @@ def test_bad_folders_refused_before_any_write(ei_run, tiny_model_dir, tmp_path, 
     _refused(["--organism", str(tmp_path / "empty")], out, capsys, ["not a run folder"])
     org = tmp_path / "org"
     prepare_run(org, OrganismConfig(model=str(tiny_model_dir), out=str(org)))
-    _refused(["--organism", str(org)], out, capsys, ["afcu organism", str(org), "expert-iteration"])
+    _refused(["--organism", str(org)], out, capsys, ["afcu organism", str(org), "GRPO", "--trainer ei"])
+    org_ei = tmp_path / "org-ei"
+    prepare_run(org_ei, OrganismConfig(model=str(tiny_model_dir), out=str(org_ei), trainer="ei"))
+    _refused(["--organism", str(org_ei)], out, capsys, ["organism is not finished", str(org_ei)])
     refusals = write_ei_run(tmp_path / "ei-none", tiny_model_dir, ei_run / "final", kinds=[[REJECT], [REJECT]])
     _refused(["--organism", str(refusals)], out, capsys, ["no S_m", "none of the 2"])
     all_sm = write_ei_run(tmp_path / "ei-all", tiny_model_dir, ei_run / "final", kinds=[[ACCEPT], [ACCEPT]])
@@ -186,3 +189,48 @@ def test_bad_folders_refused_before_any_write(ei_run, tiny_model_dir, tmp_path, 
     shutil.copytree(ei_run, unfinished)
     (unfinished / "FINISHED").unlink()
     _refused(["--organism", str(unfinished)], out, capsys, ["not finished"])
+
+
+def write_organism(folder: Path, model: Path, final: Path) -> Path:
+    """The folder ``afcu organism --trainer ei`` leaves: config.yaml, warmup/final, ei/ (an EI run), FINISHED.
+    Its EI config names the warm-started model by a path that does not exist from here (the organism ran
+    in another working directory), so the track must take the initial model from the organism's folder."""
+    from training.organism import OrganismConfig
+
+    prepare_run(folder, OrganismConfig(model=str(model), out=str(folder), trainer="ei"))
+    shutil.copytree(model, folder / "warmup" / "final")
+    ei = write_ei_run(folder / "ei", model, final)
+    cfg_path = ei / "config.yaml"
+    cfg_path.write_text(cfg_path.read_text().replace(f"model: {model}", "model: elsewhere/warmup/final"))
+    mark_finished(folder)
+    return folder
+
+
+def test_ei_organism_folder_is_read_through_its_ei_stage(ei_run, tiny_model_dir, tmp_path) -> None:
+    from unlearning.organism_data import read_run
+
+    org = write_organism(tmp_path / "organism", tiny_model_dir, ei_run / "final")
+    run = read_run(str(org))
+    assert run.ei.model == "elsewhere/warmup/final"  # what the EI stage's config says ...
+    assert run.initial == str(org / "warmup" / "final")  # ... and the model it really started from
+    assert run.final == org / "ei" / "final"
+    assert run.manipulated_ids.tolist() == [0, 2, 3, 5] and len(run.pairs) == 6
+
+
+def test_bench_runs_on_an_ei_organism_folder(ei_run, tiny_model_dir, tmp_path) -> None:
+    from training import common
+
+    org = write_organism(tmp_path / "organism", tiny_model_dir, ei_run / "final")
+    out = tmp_path / "bench"
+    argv = ["unlearn", "bench", "--track", "organism", "--organism", str(org), "--out", str(out),
+            "--methods", "retrain", "--fractions", "0.5"]
+    assert afcu_main(argv) == 0
+    rows = _rows(out)
+    assert sorted((r["method"], r["tier"]) for r in rows) == [(m, t) for m in ("original", "retrain")
+                                                             for t in ("free", "paid")]
+    assert {r["n_pairs"] for r in rows} == {"6"} and {r["n_flagged"] for r in rows if r["method"] == "retrain"} == {"2"}
+    # the original is the EI stage's final model, not the warm-started one
+    p_acc = {(r["method"], r["tier"]): float(r["p_accept"]) for r in rows}
+    assert common.param_digest(common.load_model(str(org / "ei" / "final"))) != \
+        common.param_digest(common.load_model(str(org / "warmup" / "final")))
+    assert p_acc[("retrain", "free")] != p_acc[("original", "free")]
