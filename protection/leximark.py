@@ -19,7 +19,18 @@ Choices and deviations, stated where users read them:
 - Synonyms: lemmas of the word's first ``max_senses`` WordNet 3.0 synsets in which it is itself a
   lemma (so inflected forms such as "running" are left alone rather than replaced by a base form),
   single alphabetic words only.  The paper's best variant uses a masked-LM lexical substitution
-  model; here the context check is the embedded LM instead:
+  model; here the context check is the embedded LM instead (below).
+- Part of speech: a substitute must keep the word's role, so only synsets of the word's part of speech
+  in its sentence are used (the reference code keeps a candidate only when NLTK's tagger gives it the
+  original word's tag: synonyms_methods/Lexical_Substitution/lexsub_concatenation.py).  Deviation: no
+  tagger works offline here (NLTK's needs a data download; spaCy's models are on PyPI only as
+  unofficial mirrors), so the part of speech comes from WordNet itself, conservatively: a word is
+  substituted only when every WordNet reading of it (``synsets(word)``, inflected readings included,
+  adjective satellites counted as adjectives) has one part of speech, which is then its part of
+  speech in any sentence (closed-class readings, absent from WordNet, are mostly stop words).  Words
+  WordNet lists under several ("report", noun and verb; "saw", noun and the past of "see") are left
+  alone and counted in ``stats["n_pos_ambiguous"]``; about half the words chosen on WordNet's example
+  sentences are.
 - Context filter: a candidate is rejected when it lowers the sentence's total log-probability under
   the filter LM by more than ``max_logprob_drop`` nats; candidates are tried rarest first.  The
   check is made in the word's first sentence, since the map is one per corpus.
@@ -42,6 +53,7 @@ from afcu.errors import AfcuError
 
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\S")
 SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+ADJ_SATELLITE = {"s": "a"}  # WordNet's adjective satellites are adjectives
 
 
 @dataclass(frozen=True)
@@ -101,13 +113,33 @@ def eligible(word: str, min_length: int = 3) -> bool:
             and not math.isnan(entropy(word)))
 
 
+@functools.lru_cache(maxsize=200_000)
+def parts_of_speech(word: str) -> frozenset[str]:
+    """Every WordNet part of speech ('n', 'v', 'a', 'r') under which ``word`` can be read."""
+    from protection.wordnet import reader
+
+    # synsets() also finds inflected readings (morphy: "saw" -> see.v), which a noun "saw" must not hide.
+    return frozenset(ADJ_SATELLITE.get(s.pos(), s.pos()) for s in reader().synsets(word))
+
+
+def word_pos(word: str) -> str | None:
+    """The one WordNet part of speech of ``word``, or None when WordNet reads it under several (its
+    part of speech in a sentence is then not known offline) or under none."""
+    found = parts_of_speech(word)
+    return next(iter(found)) if len(found) == 1 else None
+
+
 def synonyms(word: str, max_senses: int = 2) -> list[str]:
-    """Single-word WordNet synonyms of ``word`` rarer than it, rarest first (not yet context-checked)."""
+    """Single-word WordNet synonyms of ``word`` rarer than it, of its part of speech (:func:`word_pos`;
+    none for a word of several), rarest first (not yet context-checked)."""
     from protection.wordnet import reader
 
     wn = reader()
     found: dict[str, None] = {}
-    senses = [s for s in wn.synsets(word) if word in {lemma.name().lower() for lemma in s.lemmas()}]
+    pos = word_pos(word)
+    if pos is None:
+        return []
+    senses = [s for s in wn.synsets(word, pos) if word in {lemma.name().lower() for lemma in s.lemmas()}]
     for syn in senses[:max_senses]:
         for lemma in syn.lemmas():
             name = lemma.name()
@@ -190,6 +222,8 @@ def watermark(texts: Sequence[str], cfg: LexiMarkConfig = LexiMarkConfig(), mode
     n_subst = sum(1 for t in texts for m in WORD.finditer(t) if m.group() in mapping)
     stats = {"n_records": len(texts), "n_words": n_words, "n_substituted": n_subst,
              "substitution_rate": n_subst / max(n_words, 1), "n_selected": n_selected,
-             "n_unique_selected": len(first_context), "n_with_synonyms": sum(1 for c in candidates.values() if c),
+             "n_unique_selected": len(first_context),
+             "n_pos_ambiguous": sum(1 for w in first_context if len(parts_of_speech(w)) > 1),
+             "n_with_synonyms": sum(1 for c in candidates.values() if c),
              "n_mapped": len(mapping), "n_rejected_by_filter": rejected, "context_filter": use_filter}
     return Watermarked(out, mapping, stats)
