@@ -360,3 +360,85 @@ def test_unlearn_bench_cli_sigterm_then_resume(tmp_path: Path) -> None:
     from unlearning.metrics import read_rows
 
     assert (out / FINISHED).exists() and len(read_rows(out / "results.csv")) == 6
+
+
+# ---------------------------------------------------------------------------------------------
+# train ei as a real process: SIGTERM while iteration 1 samples, then the same config again
+
+# Sampling never ends once iteration 0 is done (real model.generate calls, over and over), so the SIGTERM lands in
+# generation; the marker file says when it has started.
+_EI_CHILD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    sys.path[:0] = [{repo!r}]
+    from training import callbacks
+
+    real, out = callbacks.generate, Path({out!r})
+
+    def generate(*a, **kw):
+        if not (out / "iterations" / "iter-0" / "DONE").exists():
+            return real(*a, **kw)
+        (out / "generating").write_text(str(time.time()))
+        while True:
+            real(*a, **kw)
+
+    callbacks.generate = generate
+    from afcu.cli import main
+    sys.exit(main({argv!r}))
+""")
+
+
+def _ei_cfg(model: Path, out: Path) -> dict[str, Any]:
+    # min_reward above any reward keeps no pair, so no SFT round: each iteration is sampling + eval only
+    return dict(model=str(model), out=str(out), iterations=2, prompts_per_iteration=2, samples_per_prompt=2,
+                max_new_tokens=8, min_reward=100.0, format="free", eval_n_queries=1, eval_max_tokens=4,
+                eval_forced_choice=False, variant="no_cot")
+
+
+def test_ei_cli_sigterm_during_generation_then_resume(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """``afcu train ei`` gets SIGTERM while it samples iteration 1: it exits 130 within a few seconds, keeps
+    iteration 0's DONE, and the same config run again redoes iteration 1 only and finishes."""
+    import time
+
+    from afcu.config import config_from_dict
+    from training.expert_iteration import Config, main
+
+    out = tmp_path / "run"
+    cfg = _ei_cfg(tiny_model_dir, out)
+    argv = ["train", "ei"] + [x for k, v in cfg.items() for x in
+                              ([f"--{k.replace('_', '-')}"] if v is True else
+                               [f"--no-{k.replace('_', '-')}"] if v is False else [f"--{k.replace('_', '-')}", str(v)])]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", _EI_CHILD.format(repo=str(REPO), out=str(out), argv=argv)],
+                            env=env, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not (out / "generating").exists():
+        time.sleep(0.1)
+    assert (out / "generating").exists(), proc.stderr.read()[-2000:] if proc.poll() is not None else "timed out"
+    time.sleep(0.5)  # well inside model.generate
+    sent = time.time()
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    took = time.time() - sent
+    err = proc.stderr.read()
+    assert rc == 130 and "interrupted; run the same command again to resume" in err, err[-2000:]
+    # 0.6 s here with the fix; 4.6-5.4 s without it (interpreter shutdown collecting ~600k objects, load 2.6)
+    assert took < 2.5, f"exit took {took:.1f} s after SIGTERM"
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+    done0 = out / "iterations" / "iter-0" / "DONE"
+    assert done0.exists() and not (out / "iterations" / "iter-1" / "DONE").exists()
+    assert not (out / FINISHED).exists()
+    stamp = done0.stat().st_mtime_ns
+
+    summary = main(config_from_dict(Config, cfg))
+    assert summary["resumed_at_iteration"] == 1 and [r["iteration"] for r in summary["log"]] == [1, 2]
+    assert done0.stat().st_mtime_ns == stamp and (out / "iterations" / "iter-1" / "DONE").exists()
+    steps = [json.loads(x)["step"] for x in (out / "eval_log.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2] and (out / FINISHED).exists()
+    _no_children_left()
