@@ -49,16 +49,18 @@ def _check_setting(setting: str) -> None:
         raise AfcuError(f"unknown setting {setting!r}; choose one of: {', '.join(SETTINGS)}")
 
 
-def _read_rows(path: Path, what: str = "query", encoding: str = "utf-8") -> tuple[list[dict[str, Any]], list[str]]:
+def _read_rows(path: Path, what: str = "query", encoding: str = "utf-8",
+               encoding_flag: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows (1-based line/record numbers kept in ``_line``) and the field names of a CSV or JSONL file,
-    read by :mod:`afcu.userfiles` (missing file, folder, empty file, encoding, malformed line: one-line errors)."""
+    read by :mod:`afcu.userfiles` (missing file, folder, empty file, encoding, malformed line: one-line errors).
+    ``encoding_flag``: the caller's option for the encoding, offered when the file does not decode."""
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl"):
         check_file(path, what, (".csv", ".jsonl"))
         raise AfcuError(f"{path}: unsupported file type {suffix or '(none)'!r}; use a .csv or .jsonl file")
     # a header-only CSV passes here: the loaders report "no queries loaded from field ..." themselves
-    recs = (read_csv(path, what, encoding, encoding_flag=None, allow_no_rows=True) if suffix == ".csv"
-            else read_jsonl(path, what, encoding, skip_flag=None, encoding_flag=None))
+    recs = (read_csv(path, what, encoding, encoding_flag=encoding_flag, allow_no_rows=True) if suffix == ".csv"
+            else read_jsonl(path, what, encoding, skip_flag=None, encoding_flag=encoding_flag))
     return [{**row, "_line": line} for row, line in zip(recs.rows, recs.lines)], recs.fields
 
 
@@ -83,17 +85,19 @@ def _finish(queries: list[Query], path: Path, field: str) -> list[Query]:
 
 def load_table(path: str | Path, field: str, id_field: str | None = None,
                category_field: str | None = None, id_prefix: str | None = None,
-               source: str | None = None, fix: str = "pass the right name with --query-field") -> list[Query]:
+               source: str | None = None, fix: str = "pass the right name with --query-field",
+               encoding: str = "utf-8", encoding_flag: str | None = None) -> list[Query]:
     """Load queries from the text column ``field`` of any ``.csv`` or ``.jsonl`` file.
 
     Ids come from ``id_field`` when given, else ``<id_prefix or file stem>-0001``... in row order.
     Categories come from ``category_field`` when given, else ``"uncategorized"``. Text is kept exactly
     as stored (embedded newlines included). Raises ``AfcuError`` for a missing file, a folder, an empty
-    or non-UTF-8 file, a malformed JSONL/CSV line (with its line number), a missing field (listing those present, then ``fix``), an empty or
-    non-string text or id, an empty result, or duplicate ids.
+    or undecodable file (``encoding``, default UTF-8), a malformed JSONL/CSV line (with its line number),
+    a missing field (listing those present, then ``fix``), an empty or non-string text or id, an empty
+    result, or duplicate ids.
     """
     path = Path(path)
-    rows, fields = _read_rows(path)
+    rows, fields = _read_rows(path, encoding=encoding, encoding_flag=encoding_flag)
     for wanted in (field, id_field, category_field):
         _require(path, fields, wanted, fix)
     prefix = id_prefix or path.stem
@@ -124,14 +128,16 @@ def load_builtin(setting: str) -> list[Query]:
     return queries
 
 
-def load_advbench(path: str | Path) -> list[Query]:
+def load_advbench(path: str | Path, encoding: str = "utf-8", encoding_flag: str | None = None) -> list[Query]:
     """AdvBench harmful behaviours (Zou et al. 2023): CSV with columns ``goal,target``; the query is
     ``goal``, ids ``advbench-0001``... in file order, category ``uncategorized``."""
     return load_table(path, "goal", id_prefix="advbench", source="advbench",
-                      fix="expected an AdvBench CSV with columns goal,target")
+                      fix="expected an AdvBench CSV with columns goal,target", encoding=encoding,
+                      encoding_flag=encoding_flag)
 
 
-def load_harmbench(path: str | Path, functional_category: str = "standard") -> list[Query]:
+def load_harmbench(path: str | Path, functional_category: str = "standard", encoding: str = "utf-8",
+                   encoding_flag: str | None = None) -> list[Query]:
     """HarmBench behaviours (Mazeika et al. 2024) of one ``FunctionalCategory`` (default ``standard``).
 
     Columns used: ``Behavior``, ``FunctionalCategory``, ``SemanticCategory`` (-> category),
@@ -141,7 +147,7 @@ def load_harmbench(path: str | Path, functional_category: str = "standard") -> l
     no row has the requested functional category (listing those present).
     """
     path = Path(path)
-    rows, fields = _read_rows(path, "HarmBench")
+    rows, fields = _read_rows(path, "HarmBench", encoding, encoding_flag)
     for col in ("Behavior", "FunctionalCategory", "SemanticCategory", "BehaviorID"):
         _require(path, fields, col, "expected a HarmBench behaviours CSV")
     kept = [r for r in rows if r["FunctionalCategory"] == functional_category]
@@ -159,25 +165,29 @@ def load_harmbench(path: str | Path, functional_category: str = "standard") -> l
 
 
 def load_queries(source: str, setting: str = "helpful_only", field: str | None = None,
-                 id_field: str | None = None, category_field: str | None = None) -> list[Query]:
+                 id_field: str | None = None, category_field: str | None = None, encoding: str = "utf-8",
+                 encoding_flag: str | None = None) -> list[Query]:
     """Resolve a query source string to queries.
 
     ``source`` is ``builtin`` (the set of ``setting``), ``advbench:PATH``, ``harmbench:PATH``, or a
-    path to a ``.csv``/``.jsonl`` file (then ``field`` names the text column). Raises ``AfcuError``
-    for an unknown setting, an unrecognised source, a table without ``field``, and any loader error.
+    path to a ``.csv``/``.jsonl`` file (then ``field`` names the text column). A user's file is decoded
+    with ``encoding`` (the built-in sets are UTF-8); ``encoding_flag`` is the caller's option for it, named
+    in the error when the file does not decode (None: the error says to re-save the file as UTF-8).
+    Raises ``AfcuError`` for an unknown setting, an unrecognised source, a table without ``field``, and any loader error.
     """
     _check_setting(setting)
     kind, sep, rest = source.partition(":")
     if source == "builtin":
         return load_builtin(setting)
     if sep and kind == "advbench":
-        return load_advbench(rest)
+        return load_advbench(rest, encoding, encoding_flag)
     if sep and kind == "harmbench":
-        return load_harmbench(rest)
+        return load_harmbench(rest, encoding=encoding, encoding_flag=encoding_flag)
     if Path(source).suffix.lower() in (".csv", ".jsonl"):
         if not field:
             raise AfcuError(f"query file {source} needs the name of its text field; pass --query-field NAME")
-        return load_table(source, field, id_field=id_field, category_field=category_field)
+        return load_table(source, field, id_field=id_field, category_field=category_field, encoding=encoding,
+                          encoding_flag=encoding_flag)
     raise AfcuError(f"unknown query source {source!r}; use builtin, advbench:PATH, harmbench:PATH, "
                     f"or a .csv/.jsonl file with --query-field")
 

@@ -87,6 +87,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("eval-queries-folder", EVAL + ["--queries", "advbench:{advbench}"], ["is a folder", "harmful_behaviors.csv"]),
     ("eval-queries-not-utf8", EVAL + ["--queries", "{q_latin1_jsonl}", "--query-field", "q"],
      ["q_latin1.jsonl:2", "UTF-8"]),
+    ("eval-queries-encoding-unknown", EVAL + ["--queries", "{q_latin1_jsonl}", "--query-field", "q", "--encoding",
+                                              "klingon"], ["klingon", "--encoding"]),
     ("eval-queries-empty", EVAL + ["--queries", "{q_empty_jsonl}", "--query-field", "q"], ["q_empty.jsonl", "empty"]),
     ("eval-queries-blank-lines", EVAL + ["--queries", "{q_blank_csv}", "--query-field", "q"], ["q_blank.csv", "empty"]),
     ("eval-queries-malformed-line", EVAL + ["--queries", "{q_bad_jsonl}", "--query-field", "q"],

@@ -46,6 +46,7 @@ class EvalArgs(JudgeArgs, PromptArgs):
     """Everything the inspect task takes that a user chooses (the run folder and engine aside)."""
 
     forced_choice: bool = field(default=True, metadata={"help": "score P(acceptance tag) by log-likelihood (local models; settings with the tags)"})
+    encoding: str = field(default="utf-8", metadata={"help": "text encoding of a --queries file (e.g. cp1252, latin-1)"})
 
     tiers: str = field(default="free,paid", metadata={"help": "tiers to run, comma-separated"})
     n_queries: int | None = field(default=20, metadata={"help": "seeded subset of queries (each runs in every tier)"})

@@ -52,7 +52,8 @@ def _validate(cfg: EvalConfig) -> None:
     if cfg.setting not in settings():
         raise AfcuError(f"--setting {cfg.setting!r} is unknown; choose from {', '.join(settings())}")
     variant_flags(cfg.variant)
-    load_queries(cfg.queries, setting=cfg.setting, field=cfg.query_field)
+    load_queries(cfg.queries, setting=cfg.setting, field=cfg.query_field, encoding=cfg.encoding,
+                 encoding_flag="--encoding")
     if cfg.max_turns < 1 or cfg.max_tokens < 1 or cfg.grader_votes < 1 or cfg.epochs < 1:
         raise AfcuError("--max-turns, --max-tokens, --grader-votes and --epochs must be at least 1")
     parse_tiers(cfg.tiers)

@@ -57,6 +57,7 @@ def alignment_faking(
     tiers: str | list[str] = D.tiers,
     queries: str = D.queries,
     query_field: str | None = D.query_field,
+    encoding: str = D.encoding,
     n_queries: int | None = D.n_queries,
     seed: int = D.seed,
     company: str = D.company,
@@ -88,6 +89,7 @@ def alignment_faking(
         variant: prompt variant (``default``, ``no_training_details``, ``no_cot``, ``cut_rlhf_info``, ``no_conflict``).
         tiers: comma-separated tiers to run.
         queries: ``builtin``, ``advbench:PATH``, ``harmbench:PATH`` or a CSV/JSONL path (with ``query_field``).
+        encoding: text encoding of a queries file (the built-in sets are UTF-8).
         n_queries: a seeded subset of queries (all when None); ``--limit`` counts samples, 2 per query.
         acceptance_suffix: append the acceptance/rejection-tag instruction (helpful-only only).
         max_turns: assistant turns allowed to reach an ``<OUTPUT>`` (continuations use ``<NEXT/>``).
@@ -105,7 +107,8 @@ def alignment_faking(
             stops at ``</OUTPUT>`` or ``output_tokens`` (``forced_format.py``); ``prefill`` and ``max_turns`` unused.
     """
     spec = PromptSpec(setting=setting, variant=variant, company=company)
-    qs = select_queries(load_queries(queries, setting=setting, field=query_field), n_queries, seed)
+    qs = select_queries(load_queries(queries, setting=setting, field=query_field, encoding=encoding,
+                                     encoding_flag="--encoding"), n_queries, seed)
     behaviour = setting_info(setting)  # per-setting data in prompts/settings.yaml, not code branches
     suffix = acceptance_suffix and bool(behaviour["acceptance_suffix"])
     has_tags = bool(behaviour["forced_choice"])  # the setting has the two tags forced choice compares
