@@ -8,6 +8,7 @@ imported, so ``afcu --help`` and ``afcu models list`` start fast.
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import importlib
 import signal
@@ -76,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"afcu {name}: interrupted; run the same command again to resume", file=sys.stderr)
         # Interpreter shutdown then collects every object (~600k once torch, transformers and inspect are
         # loaded): 3-11 s on a loaded 2-core machine, during which a stopped run still looks alive (seen as
-        # `afcu train ei` "ignoring" SIGTERM mid-generation). Skip that collection; atexit (the vLLM stop) still runs.
-        gc.freeze()
+        # `afcu train ei` "ignoring" SIGTERM mid-generation). Freezing them at exit skips that collection;
+        # registered last, it runs first among the atexit hooks, which all still run (the vLLM stop). An
+        # in-process caller (tests) keeps its normal GC until its own exit.
+        atexit.register(gc.freeze)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
