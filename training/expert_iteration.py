@@ -140,6 +140,9 @@ def main(cfg: Config) -> dict[str, Any]:
         last = run_dir / "final"
     model = common.load_model(str(last) if start else cfg.model, dtype)
     log_path, ei_log = run_dir / EVAL_LOG, run_dir / "logs" / "ei_log.jsonl"
+    if start:  # a kill between an iteration's log row and its DONE left a row that iteration will write again
+        rows_done = [r for r in common.read_log(ei_log) if r["iteration"] <= start]
+        atomic_write_text(ei_log, "".join(json.dumps(r) + "\n" for r in rows_done))
     if start == 0:
         atomic_write_text(log_path, "".join(json.dumps(r, default=str) + "\n" for r in evaluate_policy(model, tokenizer, spec, 0)))
         atomic_write_text(ei_log, "")

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rl_helpers import NAME, register  # noqa: E402
@@ -45,3 +47,28 @@ def test_expert_iteration_trains_and_logs(tiny_model_dir, tmp_path) -> None:
     assert [r["step"] for r in records] == [0, 1, 2]
     assert all(set(r["summary"]["tiers"]) == {"free", "paid"} for r in records)
     assert (out / "figures" / "training_curves.png").exists() and (out / "FINISHED").exists()
+
+
+def test_resume_after_a_kill_before_done_logs_each_iteration_once(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    import training.expert_iteration as ei
+
+    out = tmp_path / "ei"
+    cfg = config_from_dict(Config, dict(
+        model=str(tiny_model_dir), out=str(out), rewards={NAME: 1.0}, iterations=2, prompts_per_iteration=1,
+        samples_per_prompt=2, max_new_tokens=4, learning_rate=1e-2, eval_n_queries=1, eval_max_tokens=4,
+        eval_forced_choice=False, variant="no_cot", per_device_train_batch_size=2))
+    real = ei.atomic_write_text
+
+    def killed_before_second_done(path, text):
+        if Path(path) == out / "iterations" / "iter-1" / "DONE":
+            raise KeyboardInterrupt  # iteration 2's row is already in ei_log.jsonl
+        return real(path, text)
+
+    monkeypatch.setattr(ei, "atomic_write_text", killed_before_second_done)
+    with pytest.raises(KeyboardInterrupt):
+        main(cfg)
+    assert [r["iteration"] for r in common.read_log(out / "logs" / "ei_log.jsonl")] == [1, 2]
+    monkeypatch.setattr(ei, "atomic_write_text", real)
+    summary = main(cfg)
+    assert summary["resumed_at_iteration"] == 1
+    assert [r["iteration"] for r in summary["log"]] == [1, 2]  # was [1, 2, 2]
