@@ -154,6 +154,7 @@ def plot(rows: list[dict[str, Any]], png: str | Path, xlabel: str = "GRPO step (
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not rows:
         return None
@@ -182,6 +183,7 @@ def plot(rows: list[dict[str, Any]], png: str | Path, xlabel: str = "GRPO step (
               "Gap free - paid, paired bootstrap 95% CI")
     for ax, title in zip(axes, titles):
         ax.set(xlabel=xlabel, title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and rounds are whole numbers
         ax.legend(fontsize=7)
     axes[0].set_ylim(-0.02, 1.02)
     axes[1].set_ylim(-0.02, 1.02)
