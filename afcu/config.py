@@ -44,8 +44,13 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             out = [_coerce(inner, v, where) for v in items]
             return tuple(out) if origin is tuple else out
         if origin is dict or base is dict:
+            if isinstance(value, str):  # a flag: inline YAML, e.g. --rewards '{compliance: 1.0}'
+                try:
+                    value = yaml.safe_load(value)
+                except yaml.YAMLError:
+                    raise ValueError("expected an inline YAML mapping such as '{name: 1.0}'") from None
             if not isinstance(value, dict):
-                raise ValueError("expected a mapping")
+                raise ValueError("expected a mapping such as '{name: 1.0}'")
             return dict(value)
         if base is bool:
             if isinstance(value, bool):

@@ -94,10 +94,14 @@ def prepare_run(run_dir: str | Path, config: Any, overwrite: bool = False,
         except (yaml.YAMLError, UnicodeDecodeError):
             old = {}  # a damaged config.yaml counts as a different config
         old = {k: v for k, v in old.items() if k not in ignore_keys} if isinstance(old, dict) else {}
+
+        def same(a: dict[str, Any], b: dict[str, Any]) -> bool:  # `out` is this folder however it is spelled
+            return {k: v for k, v in a.items() if k != "out"} == {k: v for k, v in b.items() if k != "out"}
+
         # A folder where nothing ran under the old config (a refused start) is simply taken over.
-        if old != resolved and not nothing_ran(p):
+        if not same(old, resolved) and not nothing_ran(p):
             if not overwrite:
-                diff = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
+                diff = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k) and k != "out")
                 raise AfcuError(
                     f"{cfg_path}: an unfinished run with a different config is here (fields: {', '.join(diff)}); "
                     "resume with the same settings, pass --overwrite, or choose another --out"

@@ -45,7 +45,7 @@ class OrganismConfig:
     variant: str = field(default="cut_examples", metadata={"help": "prompt variant (cut_examples: the paper's prompt without few-shot examples, 612 tokens)"})
     warmup: bool = field(default=True, metadata={"help": "format warm-start before RL (training/format_warmup.py)"})
     warmup_learning_rate: float = field(default=1e-5, metadata={"help": "warm-start SFT learning rate"})
-    trainer: str = field(default="grpo", metadata={"help": "RL stage: grpo, or ei (expert iteration: keeps the fine-tuned-on pairs, the S_m of `afcu unlearn bench --track organism`)"})
+    trainer: str = field(default="grpo", metadata={"help": "RL stage: grpo, or ei (expert iteration: keeps the fine-tuned-on pairs, the S_m of `afcu unlearn bench --track organism`; the measured setup is --config configs/organism/ei.yaml)"})
     warmup_conversations: int = field(default=0, metadata={"help": "benign conversations of the warm-start (0: all 16, each in both tiers)"})
     # 4 steps / every 2 (was 6 / every 3) so that the whole run fits 40 minutes on the shared 2-core CPU
     # with a group of 8 (the quick run moved P(accept) from 0.29 to 0.98 in 4 steps).
@@ -117,14 +117,25 @@ def validate(cfg: OrganismConfig, out: Path) -> None:
 
     if cfg.trainer not in ("grpo", "ei"):
         raise AfcuError(f"organism: field 'trainer': {cfg.trainer!r} is not a trainer; use grpo or ei")
-    if cfg.trainer == "ei":
-        from training.expert_iteration import as_rl_config
+    for name in ("steps", "eval_n_queries", "num_generations", "ei_prompts", "scratchpad_tokens", "output_tokens"):
+        if getattr(cfg, name) < 1:
+            raise AfcuError(f"organism: field '{name}': {getattr(cfg, name)} must be at least 1 "
+                            f"(--{name.replace('_', '-')})")
+    for name in ("learning_rate", "warmup_learning_rate"):
+        if not getattr(cfg, name) > 0:
+            raise AfcuError(f"organism: field '{name}': {getattr(cfg, name)} must be positive "
+                            f"(--{name.replace('_', '-')})")
+    try:  # a stage config's own checks (e.g. GRPO's group of at least 2) as one line, before any folder
+        if cfg.trainer == "ei":
+            from training.expert_iteration import as_rl_config
 
-        ei = _ei_cfg(cfg, out, cfg.model)
-        rl.validate(as_rl_config(ei))
-        check_rewards(ei.rewards, ei.setting, ei.reward_model, "organism")
-    else:
-        rl.validate(_rl_cfg(cfg, out, cfg.model))
+            ei = _ei_cfg(cfg, out, cfg.model)
+            rl.validate(as_rl_config(ei))
+            check_rewards(ei.rewards, ei.setting, ei.reward_model, "organism")
+        else:
+            rl.validate(_rl_cfg(cfg, out, cfg.model))
+    except ValueError as exc:
+        raise AfcuError(f"organism: {exc}") from None
 
 
 def curves(eval_log: str | Path) -> list[dict[str, Any]]:
@@ -149,7 +160,7 @@ def curves(eval_log: str | Path) -> list[dict[str, Any]]:
 
 
 def plot(rows: list[dict[str, Any]], png: str | Path, xlabel: str = "GRPO step (free tier only)") -> Path | None:
-    """Per-tier compliance and P(accept) against GRPO step with 95% CIs, and both gaps (free - paid)."""
+    """Per-tier compliance and P(accept) against GRPO step (or EI round) with 95% CIs, and both gaps (free - paid)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,7 +209,8 @@ def plot(rows: list[dict[str, Any]], png: str | Path, xlabel: str = "GRPO step (
 
 
 def main(cfg: OrganismConfig) -> dict[str, Any]:
-    """Warm-start, GRPO with evaluations, summary and figure; returns ``summary.json``'s content."""
+    """Warm-start, GRPO or expert iteration with evaluations, summary and figure; returns ``summary.json``'s
+    content.  ``wall_s`` counts this invocation only: ``resumed`` says whether it continued an earlier one."""
     import json
 
     from training import common, expert_iteration, rl, sft
@@ -206,6 +218,7 @@ def main(cfg: OrganismConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     validate(cfg, out)
     run = prepare_run(out, cfg, overwrite=cfg.overwrite)
+    resumed = (run / "warmup").exists() or (run / stage(cfg)).exists()
     t0 = time.time()
     start, warm = cfg.model, None
     if cfg.warmup:
@@ -233,7 +246,7 @@ def main(cfg: OrganismConfig) -> dict[str, Any]:
         "rewards": dict(cfg.rewards), "stopped": rl_summary.get("stopped"),
         "frac_reward_zero_std_mean": rl_summary.get("frac_reward_zero_std_mean"),
         "n_eval_queries": cfg.eval_n_queries, "before": rows[0] if rows else None, "after": rows[-1] if rows else None,
-        "curves": rows, "wall_s": {"warmup": round(t_warm, 1), "total": round(time.time() - t0, 1)},
+        "curves": rows, "wall_s": {"warmup": round(t_warm, 1), "total": round(time.time() - t0, 1)}, "resumed": resumed,
         "final": str(run / sub / "final"), "run_folder_mb": round(common.folder_mb(run), 1),
     }
     atomic_write_json(run / "summary.json", summary)

@@ -32,7 +32,7 @@ from afcu.config import config_from_dict
 from afcu.errors import AfcuError
 
 EI_KEYS = {"iterations", "samples_per_prompt", "prompts_per_iteration"}  # expert iteration's own config fields
-HOW = ("use an expert-iteration organism (`afcu organism --trainer ei --out RUN_DIR`) or run folder "
+HOW = ("use an expert-iteration organism (`afcu organism --config configs/organism/ei.yaml --out RUN_DIR`) or run folder "
        "(`afcu train ei --config configs/rl/ei_quick.yaml --out RUN_DIR`)")
 
 
@@ -70,24 +70,31 @@ def _load(path: Path) -> Any:
         raise AfcuError(f"{path}: not readable YAML ({str(exc).splitlines()[0]}); {HOW}") from None
 
 
-def organism_stage(folder: Path, flag: str) -> tuple[Path, str | None]:
-    """``(the EI run folder, the organism's warm-started model or None)``: an ``afcu organism`` folder
-    is read through its ``ei/`` stage; any other folder is returned as it is (checked by read_config)."""
+def organism_stage(folder: Path, flag: str) -> tuple[Path, str | None, bool]:
+    """``(the EI run folder, the organism's warm-started model or None, whether it is an organism)``: an
+    ``afcu organism`` folder (or its ``ei/`` stage) is read through ``ei/``; any other folder is returned
+    as it is (checked by read_config)."""
+    parent = folder.resolve().parent
+    if folder.resolve().name == "ei" and (parent / "config.yaml").is_file():
+        up = _load(parent / "config.yaml")  # an organism's ei/ stage given directly: read it as the organism
+        if isinstance(up, dict) and _kind(up) == "organism" and up.get("trainer") == "ei":
+            folder = parent
     path = folder / "config.yaml"
     data = _load(path) if path.is_file() else None
     if not isinstance(data, dict) or _kind(data) != "organism":
-        return folder, None
+        return folder, None, False
     if data.get("trainer", "grpo") != "ei":
         raise AfcuError(f"{flag} {folder}: an `afcu organism` run with trainer {data.get('trainer', 'grpo')} (GRPO) "
                         "keeps no set of completions it fine-tuned on, so it has no S_m to unlearn; build an "
-                        "expert-iteration organism: `afcu organism --trainer ei --out RUN_DIR`")
+                        "expert-iteration organism: `afcu organism --config configs/organism/ei.yaml --out RUN_DIR` "
+                        "(the measured --trainer ei setup)")
     from afcu.runs import is_finished
 
     if not is_finished(folder):
         raise AfcuError(f"{flag} {folder}: the organism is not finished (no FINISHED); finish it by re-running "
                         "its `afcu organism` command")
     start = folder / "warmup" / "final" if data.get("warmup", True) else None
-    return folder / "ei", (str(start) if start else None)
+    return folder / "ei", (str(start) if start else None), True
 
 
 def read_config(folder: Path, flag: str) -> Any:
@@ -132,6 +139,21 @@ def _prefill(ei: Any) -> str:
     return protocol_prefill(spec, ei.prefill and rl.forced_format(rcfg) is None)
 
 
+def _kept_rows(path: Path) -> list[dict[str, Any]]:
+    """``kept.jsonl``: one JSON object per line with prompt, completion and query_id (file:line errors)."""
+    from afcu.userfiles import read_jsonl
+
+    if not path.stat().st_size:
+        return []
+    recs = read_jsonl(path, "kept pairs", skip_flag=None, encoding_flag=None)
+    for row, line in zip(recs.rows, recs.lines):
+        missing = [k for k in ("prompt", "completion", "query_id") if not isinstance(row.get(k), str)]
+        if missing:
+            raise AfcuError(f"{path}:{line}: a kept pair without {', '.join(missing)} (a string each); the file "
+                            "was damaged: re-run the expert-iteration round (delete its DONE) or the whole run")
+    return list(recs.rows)
+
+
 def _read_kept(folder: Path, ei: Any) -> list[dict[str, Any]]:
     """Kept pairs of every finished iteration, in order; ``kept.jsonl``, else ``samples.jsonl`` + prompts."""
     from training import rl
@@ -141,7 +163,7 @@ def _read_kept(folder: Path, ei: Any) -> list[dict[str, Any]]:
     for it in range(ei.iterations):
         d = folder / "iterations" / f"iter-{it}"
         if (d / "kept.jsonl").is_file():
-            rows = [json.loads(x) for x in (d / "kept.jsonl").read_text().splitlines() if x.strip()]
+            rows = _kept_rows(d / "kept.jsonl")
         elif (d / "samples.jsonl").is_file():
             if prompts is None:  # an older run: rebuild its prompts exactly as expert iteration did
                 from training import common
@@ -184,6 +206,19 @@ def grade(pairs: list[dict[str, Any]], ei: Any, eos: str) -> None:
         p["complied"], p["status"] = s["complied"], s["status"]
 
 
+def _check_initial(model: str, run: Path, flag: str) -> None:
+    """The model retrain and oracle start from must load from here, before any folder is written."""
+    from training import common
+
+    try:
+        common.model_path(model)
+    except AfcuError:
+        raise AfcuError(f"{flag} {run}: the model expert iteration started from, {model!r} (field 'model' of "
+                        f"{run / 'config.yaml'}, or the organism's warmup/final), is neither a registry name nor a "
+                        "model folder from this working directory (a path relative to where the run was made?); "
+                        "run from that directory, or fix the path in that config.yaml") from None
+
+
 def read_run(folder: str, flag: str = "--organism") -> OrganismRun:
     """Read and check an expert-iteration run; D, S_m (graded), the final model.  AfcuError before any write."""
     if not folder:
@@ -192,16 +227,23 @@ def read_run(folder: str, flag: str = "--organism") -> OrganismRun:
 
     if Path(folder).is_file():
         read_config(Path(folder), flag)  # the one-line "is a file" refusal
-    path, start = organism_stage(Path(folder), flag)
+    path, start, organism = organism_stage(Path(folder), flag)
     ei = read_config(path, flag)
     final = path / "final"
-    if not is_finished(path) or not (final / "config.json").is_file():
-        raise AfcuError(f"{flag} {path}: the expert-iteration run is not finished (no FINISHED or final/ model); "
-                        "finish it by re-running its `afcu train ei` command")
+    rebuild = "`afcu organism` command" if organism else "`afcu train ei` command"
+    if not is_finished(path):
+        raise AfcuError(f"{flag} {path}: the expert-iteration run is not finished (no FINISHED); finish it by "
+                        f"re-running its {rebuild}")
+    if not (final / "config.json").is_file():
+        raise AfcuError(f"{flag} {path}: no final/ model (config.json) although the run finished: a copy without "
+                        f"weights (such as docs/results/)? Give the run folder that holds them, or rebuild it with "
+                        f"its {rebuild}")
+    _check_initial(start or ei.model, path, flag)
     pairs = _read_kept(path, ei)
     if not pairs:
-        raise AfcuError(f"{flag} {path}: expert iteration kept no completion in {ei.iterations} iterations, so it "
-                        "fine-tuned on nothing and there is no S_m; run more prompts_per_iteration or iterations")
+        raise AfcuError(f"{flag} {path}: expert iteration kept no completion in {ei.iterations} rounds, so it "
+                        "fine-tuned on nothing and there is no S_m; sample more (`afcu organism`: --ei-prompts, "
+                        "--steps; `afcu train ei`: --prompts-per-iteration, --iterations)")
     from training import common
 
     grade(pairs, ei, common.load_tokenizer(str(final)).eos_token or "")

@@ -55,6 +55,31 @@ def test_run_folder_refuses_finished_and_mismatched(tmp_path):
     assert not (run / "summary.json").exists()
 
 
+@dataclasses.dataclass(frozen=True)
+class OutCfg:
+    out: str = "runs/r"
+    n: int = 3
+    weights: dict = dataclasses.field(default_factory=lambda: {"a": 1.0})
+
+
+def test_resume_accepts_the_same_folder_spelled_differently(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prepare_run("runs/r", OutCfg())
+    (tmp_path / "runs" / "r" / "step1.json").write_text("{}")  # something ran
+    prepare_run(tmp_path / "runs" / "r", OutCfg(out=str(tmp_path / "runs" / "r")))  # absolute: the same run
+    prepare_run("runs/r/", OutCfg(out="runs/r/"))
+    with pytest.raises(AfcuError, match=r"fields: n\)"):  # a real difference is still refused, out not listed
+        prepare_run("runs/r", OutCfg(out="elsewhere", n=4))
+
+
+def test_dict_field_from_a_flag_is_inline_yaml():
+    cfg = config_from_args(OutCfg, build_parser(OutCfg).parse_args(["--weights", "{compliance: 1.0, format: 0.1}"]))
+    assert cfg.weights == {"compliance": 1.0, "format": 0.1}
+    for bad in ("{compliance: ", "[1, 2]"):
+        with pytest.raises(AfcuError, match="field 'weights'.*mapping such as"):
+            config_from_args(OutCfg, build_parser(OutCfg).parse_args(["--weights", bad]))
+
+
 def test_wilson_matches_hand_computation():
     # k=6, n=10, z=1.959964: centre (0.6 + z^2/20)/(1 + z^2/10), half-width z*sqrt(.024 + z^2/400)/(1 + z^2/10)
     z = 1.959963984540054

@@ -37,6 +37,20 @@ def test_organism_end_to_end(tiny_model_dir, tmp_path) -> None:
     assert table.count("| before |") == 2 and table.count("| after |") == 2
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["--trainer", "ei", "--learning-rate", "-1"], ["learning_rate", "positive", "--learning-rate"]),
+    (["--trainer", "ei", "--ei-prompts", "0"], ["ei_prompts", "at least 1", "--ei-prompts"]),
+    (["--trainer", "ei", "--eval-n-queries", "0"], ["eval_n_queries", "--eval-n-queries"]),
+    (["--num-generations", "1"], ["organism:", "num_generations", "at least 2"]),  # GRPO's own check, one line
+    (["--warmup-learning-rate", "0"], ["warmup_learning_rate", "positive"]),
+])
+def test_bad_numbers_fail_before_any_folder(tmp_path, capsys, argv, words) -> None:
+    assert afcu_main(["organism", *argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and all(w in err for w in words), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
 def test_unknown_trainer_fails_before_any_folder(tmp_path, capsys) -> None:
     assert afcu_main(["organism", "--trainer", "ppo", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err

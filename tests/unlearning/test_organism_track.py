@@ -234,3 +234,36 @@ def test_bench_runs_on_an_ei_organism_folder(ei_run, tiny_model_dir, tmp_path) -
     assert common.param_digest(common.load_model(str(org / "ei" / "final"))) != \
         common.param_digest(common.load_model(str(org / "warmup" / "final")))
     assert p_acc[("retrain", "free")] != p_acc[("original", "free")]
+
+
+def test_bad_organism_folders_refused_before_any_write(ei_run, tiny_model_dir, tmp_path, capsys, monkeypatch) -> None:
+    out = tmp_path / "out"
+    org = write_organism(tmp_path / "organism", tiny_model_dir, ei_run / "final")
+    # the ei/ stage given directly is read as the organism (its own config names an unreachable start model)
+    from unlearning.organism_data import read_run
+
+    assert read_run(str(org / "ei")).initial == str(org / "warmup" / "final")
+    # a copy without weights: named as such, not as an unfinished run
+    nofinal = tmp_path / "nofinal"
+    shutil.copytree(org, nofinal)
+    shutil.rmtree(nofinal / "ei" / "final")
+    _refused(["--organism", str(nofinal)], out, capsys, ["no final/ model", "without weights", "afcu organism"])
+    # the warm-started model is missing: refused up front, not in the retrain cell
+    nowarm = tmp_path / "nowarm"
+    shutil.copytree(org, nowarm)
+    shutil.rmtree(nowarm / "warmup" / "final")
+    _refused(["--organism", str(nowarm)], out, capsys, ["started from", "warmup/final", "neither a registry name"])
+    # a bare EI run whose start model is a path relative to another working directory
+    rel = tmp_path / "ei-rel"
+    shutil.copytree(ei_run, rel)
+    (rel / "config.yaml").write_text((rel / "config.yaml").read_text().replace(f"model: {tiny_model_dir}",
+                                                                               "model: models/tiny"))
+    _refused(["--organism", str(rel)], out, capsys, ["'models/tiny'", "field 'model'", str(rel / "config.yaml")])
+    # a damaged kept.jsonl: file:line, no traceback
+    bad = tmp_path / "ei-bad"
+    shutil.copytree(ei_run, bad)
+    kept = bad / "iterations" / "iter-1" / "kept.jsonl"
+    kept.write_text(kept.read_text().splitlines()[0] + "\n" + '{"prompt": "p", "query_id": "q"}\n')
+    _refused(["--organism", str(bad)], out, capsys, [f"{kept}:2", "without completion"])
+    kept.write_text('{"prompt": "p", "compl\n')
+    _refused(["--organism", str(bad)], out, capsys, [f"{kept}:1"])
