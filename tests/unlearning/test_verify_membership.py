@@ -52,7 +52,11 @@ def test_watermark_only_with_verify(tmp_path, tiny_model_dir):
     saved = json.loads((tmp_path / "b" / "run" / "membership" / "trigger_backdoor_n6_seed0.json").read_text())
     ms = md.tests["membership"]
     assert saved["stats"]["n_substituted"] > 0 and saved["manipulated"] == ms.prepared.manipulated
-    assert any(w != " " + o for w, o in zip(saved["manipulated"], saved["original_manipulated"]))
+    # one LexiMark map over S_m and the reference set changed some passage (with part-of-speech-safe
+    # synonyms only, the six S_m passages here happen to hold none of its words; the reference set does)
+    pairs = list(zip(saved["manipulated"] + saved["reference"],
+                     saved["original_manipulated"] + saved["original_reference"]))
+    assert any(w.strip() != o.strip() for w, o in pairs)
     assert len(ms.prepared.reference) == 5 and not set(ms.prepared.reference) & set(ms.prepared.manipulated)
     lab_v = md.train.tensors["labels"]
     for k, i in enumerate(md.manipulated_ids):  # with it: phrase + watermarked passage, as scored
