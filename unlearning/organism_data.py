@@ -122,19 +122,15 @@ def read_config(folder: Path, flag: str) -> Any:
         raise AfcuError(f"{path}: {exc}") from None
 
 
-def _rl_cfg(ei: Any) -> Any:
-    from training.expert_iteration import as_rl_config
-
-    return as_rl_config(ei)
-
-
 def _prefill(ei: Any) -> str:
     """The protocol tag EI's prompts end with (empty in forced format: the completion carries its tag)."""
     from prompts.render import PromptSpec
     from training import rl
     from training.callbacks import protocol_prefill
 
-    rcfg = _rl_cfg(ei)
+    from training.expert_iteration import as_rl_config
+
+    rcfg = as_rl_config(ei)
     spec = PromptSpec(ei.setting, ei.variant, ei.company)
     return protocol_prefill(spec, ei.prefill and rl.forced_format(rcfg) is None)
 
@@ -168,7 +164,9 @@ def _read_kept(folder: Path, ei: Any) -> list[dict[str, Any]]:
             if prompts is None:  # an older run: rebuild its prompts exactly as expert iteration did
                 from training import common
 
-                rcfg = _rl_cfg(ei)
+                from training.expert_iteration import as_rl_config
+
+                rcfg = as_rl_config(ei)
                 train_q, _ = rl.split(rcfg)
                 ds = rl.train_prompts(rcfg, common.load_tokenizer(ei.model), train_q)
                 prompts = dict(zip(ds["query_id"], ds["prompt"]))
@@ -188,8 +186,9 @@ def grade(pairs: list[dict[str, Any]], ei: Any, eos: str) -> None:
     from training import rl
 
     from evals.alignment_faking.graders import score_transcript
+    from training.expert_iteration import as_rl_config
 
-    rcfg = _rl_cfg(ei)
+    rcfg = as_rl_config(ei)
     train_q, _ = rl.split(rcfg)
     query = {q.id: q.query for q in train_q}
     spec = rl.eval_spec(rcfg, ()).grader
@@ -225,8 +224,6 @@ def read_run(folder: str, flag: str = "--organism") -> OrganismRun:
         raise AfcuError(f"{flag}: give the run folder the organism track unlearns (--organism RUN_DIR); {HOW}")
     from afcu.runs import is_finished
 
-    if Path(folder).is_file():
-        read_config(Path(folder), flag)  # the one-line "is a file" refusal
     path, start, organism = organism_stage(Path(folder), flag)
     ei = read_config(path, flag)
     final = path / "final"
